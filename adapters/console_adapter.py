@@ -1,0 +1,92 @@
+"""The console adapter: `archbot chat`, a REPL on a TTY, one message from a pipe."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import logging
+import sys
+import uuid
+from typing import TextIO
+
+from bot.consultant import Consultant
+from bot.events import IncomingMessage, Reply
+
+log = logging.getLogger(__name__)
+
+PROMPT = "you> "
+
+
+def console_message(text: str, thread: str, user: str) -> IncomingMessage:
+    """Build the core's event for a line typed at the console."""
+    return IncomingMessage(
+        platform="console",
+        workspace="local",
+        channel="console",
+        thread=thread,
+        user=user,
+        user_name=user,
+        text=text.strip(),
+        event_id=uuid.uuid4().hex,
+        is_dm=True,
+    )
+
+
+def console_user() -> str:
+    """The operator's login name, or 'you'."""
+    try:
+        return getpass.getuser() or "you"
+    except Exception:
+        return "you"
+
+
+class ConsoleOutbox:
+    """Prints posts to stdout (check-ins tried from the terminal)."""
+
+    platform = "console"
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    async def post(self, channel: str, thread: str | None, text: str) -> str:
+        """Print the message."""
+        print(text, file=self.out, flush=True)
+        return uuid.uuid4().hex
+
+
+async def answer_once(consultant: Consultant, text: str, thread: str, out: TextIO) -> int:
+    """Answer all of stdin as one message; the exit code is 0 even when the model failed."""
+    if not text.strip():
+        print("archbot: nothing to say: stdin was empty", file=sys.stderr)
+        return 2
+    reply = await consultant.handle(console_message(text, thread, console_user()))
+    _print_reply(reply, out)
+    return 0
+
+
+async def repl(consultant: Consultant, thread: str, out: TextIO) -> int:
+    """Interactive loop until EOF, `exit` or Ctrl-C."""
+    user = console_user()
+    print(
+        f"archbot: thread console/{thread}. Ask a design question, `!help` for commands, "
+        "Ctrl-D to leave.",
+        file=out,
+        flush=True,
+    )
+    while True:
+        try:
+            line = await asyncio.to_thread(input, PROMPT)
+        except (EOFError, KeyboardInterrupt):
+            print(file=out)
+            return 0
+        if line.strip().lower() in {"exit", "quit", ":q"}:
+            return 0
+        if not line.strip():
+            continue
+        reply = await consultant.handle(console_message(line, thread, user))
+        _print_reply(reply, out)
+
+
+def _print_reply(reply: Reply | None, out: TextIO) -> None:
+    if reply is not None:
+        print(reply.text, file=out, flush=True)

@@ -1,0 +1,89 @@
+"""`archbot run`: the composition root for a long-running bot.
+
+Settings -> Core (store, model, consultant) -> enabled platform adapters ->
+recovery of interrupted turns -> metrics, all on one asyncio loop. Stops on
+SIGTERM/SIGINT, drains in-flight turns for up to 10 s, exits 0.
+
+Each adapter module exposes `create_adapter(core) -> PlatformAdapter` and
+`async doctor_check(settings, secrets) -> str | None`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+
+from bot.app import Core, build_core
+from bot.ports import PlatformAdapter
+from bot.settings import Secrets, Settings
+
+log = logging.getLogger(__name__)
+
+DRAIN_SECONDS = 10.0
+
+ADAPTERS: dict[str, tuple[str, Callable[[Settings], bool]]] = {
+    "slack": ("adapters.slack_adapter", lambda s: s.slack.enabled),
+    "discord": ("adapters.discord_adapter", lambda s: s.discord.enabled),
+}
+
+
+def create_adapters(core: Core) -> list[PlatformAdapter]:
+    """Build every enabled adapter (imports only the enabled platforms' libraries)."""
+    adapters: list[PlatformAdapter] = []
+    for name, (module_name, enabled) in ADAPTERS.items():
+        if enabled(core.settings):
+            module = importlib.import_module(module_name)
+            adapters.append(module.create_adapter(core))
+            log.info("%s adapter enabled", name)
+    return adapters
+
+
+async def run_forever(settings: Settings, secrets: Secrets, stop: asyncio.Event | None = None) -> int:
+    """Run until `stop` is set or a SIGTERM/SIGINT arrives; return the exit code."""
+    started = time.perf_counter()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    core = build_core(settings, secrets)
+    adapters = create_adapters(core)
+    started_adapters: list[PlatformAdapter] = []
+    try:
+        for adapter in adapters:
+            await adapter.start()
+            started_adapters.append(adapter)
+        if settings.metrics.port:
+            from bot.metrics import start_metrics_server
+
+            start_metrics_server(settings.metrics.port)
+        outboxes = {a.platform: a.outbox for a in adapters}
+        recovery = asyncio.create_task(core.consultant.recover_pending(outboxes))
+        log.info(
+            "archbot ready in %.2fs (%s)",
+            time.perf_counter() - started,
+            ", ".join(a.platform for a in adapters),
+        )
+        await stop.wait()
+        log.info("stopping: draining in-flight turns (up to %.0fs)", DRAIN_SECONDS)
+        for adapter in started_adapters:
+            await adapter.stop()
+        if not await core.consultant.drain(DRAIN_SECONDS):
+            log.warning("some turns were still running at shutdown; they resume at next start")
+        recovery.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await recovery
+    finally:
+        for adapter in started_adapters:
+            with contextlib.suppress(Exception):
+                await adapter.stop()
+        await core.aclose()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+    return 0

@@ -1,0 +1,57 @@
+"""Composition root of the core: Settings -> Store -> ModelClient -> Consultant.
+
+Adapters and the scheduler are wired on top of this by `adapters.runner`;
+everything runs on one asyncio loop, so SQLite stays on one thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import anthropic
+
+from bot.consultant import Consultant
+from bot.llm import ModelClient
+from bot.settings import Secrets, Settings, load_secrets
+from bot.store import Store
+from bot.toolset import commands, tools
+from bot.tools import Services
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Core:
+    """Everything platform-neutral, built once per process."""
+
+    settings: Settings
+    secrets: Secrets
+    store: Store
+    model: ModelClient
+    services: Services
+    consultant: Consultant
+
+    async def aclose(self) -> None:
+        """Close clients and the database."""
+        await self.model.aclose()
+        for service in (self.services.github, self.services.web):
+            closer = getattr(service, "aclose", None)
+            if closer is not None:
+                await closer()
+        self.store.close()
+
+
+def build_core(
+    settings: Settings,
+    secrets: Secrets | None = None,
+    *,
+    client: anthropic.AsyncAnthropic | None = None,
+) -> Core:
+    """Wire the core from settings (must be called inside the running event loop)."""
+    secrets = secrets or load_secrets()
+    store = Store.open(settings.storage.path)
+    model = ModelClient(settings.llm, secrets, store, client=client)
+    services = Services(model=model)
+    consultant = Consultant(settings, secrets, store, model, tools, commands, services)
+    return Core(settings, secrets, store, model, services, consultant)

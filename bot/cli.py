@@ -1,0 +1,134 @@
+"""The `archbot` command line (also `python -m bot`).
+
+Errors print one readable line to stderr and exit non-zero; no tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import shutil
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from bot import __version__
+from bot.errors import ArchbotError, ConfigError
+from bot.settings import (
+    EXAMPLE_CONFIG,
+    Secrets,
+    Settings,
+    load_secrets,
+    load_settings,
+    resolve_config_path,
+)
+
+log = logging.getLogger(__name__)
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="archbot",
+        description="A senior ML systems architect for your team, in Slack, Discord and the terminal.",
+    )
+    parser.add_argument("--config", metavar="PATH", help="config file (default: $ARCHBOT_CONFIG or ./archbot.toml)")
+    parser.add_argument("--version", action="version", version=f"archbot {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    chat = sub.add_parser("chat", help="talk to the architect in this terminal")
+    chat.add_argument("--thread", default="default", help="conversation name (default: default)")
+
+    sub.add_parser("run", help="run the enabled Slack/Discord adapters and check-ins until stopped")
+    sub.add_parser("doctor", help="check the config and reach every configured service")
+    sub.add_parser("init", help="write archbot.toml from the example (never overwrites)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    if args.command == "init":
+        return cmd_init(Path(args.config) if args.config else Path("archbot.toml"))
+    try:
+        settings = load_settings(resolve_config_path(args.config))
+        secrets = load_secrets()
+        from bot.logs import configure_logging
+
+        configure_logging(settings.log, secrets)
+        handler = COMMANDS[args.command]
+        return asyncio.run(handler(args, settings, secrets))
+    except ConfigError as exc:
+        print(f"archbot: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ArchbotError as exc:
+        print(f"archbot: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+
+
+def cmd_init(target: Path) -> int:
+    """Write the example config to `target` unless it exists."""
+    if target.exists():
+        print(f"archbot: {target} already exists; not overwriting it", file=sys.stderr)
+        return EXIT_FAILURE
+    shutil.copyfile(EXAMPLE_CONFIG, target)
+    print(f"wrote {target}: edit it, put secrets in the environment, then `archbot doctor`")
+    return 0
+
+
+async def cmd_chat(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> int:
+    """Console adapter: REPL on a TTY, one message from a pipe."""
+    from adapters.console_adapter import answer_once, repl
+    from bot.app import build_core
+
+    core = build_core(settings, secrets)
+    try:
+        if sys.stdin.isatty():
+            return await repl(core.consultant, args.thread, sys.stdout)
+        text = sys.stdin.read()
+        return await answer_once(core.consultant, text, args.thread, sys.stdout)
+    finally:
+        await core.aclose()
+
+
+async def cmd_run(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> int:
+    """Run every enabled platform adapter plus the scheduler until SIGTERM/SIGINT."""
+    if not (settings.slack.enabled or settings.discord.enabled):
+        print(
+            "archbot: no platform adapter is enabled: set [slack] enabled = true or "
+            "[discord] enabled = true (check-ins post through their platform's adapter)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    from adapters.runner import run_forever
+
+    return await run_forever(settings, secrets)
+
+
+async def cmd_doctor(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> int:
+    """Validate config, open the database, reach each configured service."""
+    from bot.doctor import run_checks
+
+    results = await run_checks(settings, secrets)
+    failed = False
+    for name, status, detail in results:
+        failed |= status == "FAIL"
+        print(f"{status:<4} {name}: {detail}")
+    return EXIT_FAILURE if failed else 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings, Secrets], Awaitable[int]]] = {
+    "chat": cmd_chat,
+    "run": cmd_run,
+    "doctor": cmd_doctor,
+}

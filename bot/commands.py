@@ -1,0 +1,191 @@
+"""`!commands`: handled by the core without calling the model.
+
+Register one with `@command("name", usage=..., summary=...)` on an async
+function `(ctx: CommandContext, args: str) -> str`. Raise `CommandError` for
+bad arguments: the user sees the message followed by the help text.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from bot.errors import CommandError
+from bot.events import IncomingMessage
+from bot.store import day_start, week_start
+from bot.todo_tools import format_todos
+
+if TYPE_CHECKING:
+    from bot.settings import Secrets, Settings
+    from bot.store import Store, ThreadRow, UsageTotals
+    from bot.tools import Services
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CommandContext:
+    """What a command may touch."""
+
+    store: Store
+    settings: Settings
+    secrets: Secrets
+    msg: IncomingMessage
+    thread: ThreadRow
+    services: Services
+
+    @property
+    def is_admin(self) -> bool:
+        """Admins may run check-ins and change bindings (everyone, when no admins are set)."""
+        if self.msg.platform == "console":  # the local operator owns the machine
+            return True
+        return self.settings.access.is_admin(self.msg.user)
+
+
+CommandFunction = Callable[[CommandContext, str], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    usage: str
+    summary: str
+    function: CommandFunction
+
+
+class CommandRegistry:
+    """Commands by name, in registration order (the order !help lists them)."""
+
+    def __init__(self) -> None:
+        self._commands: dict[str, Command] = {}
+
+    def command(self, name: str, *, usage: str, summary: str) -> Callable[[CommandFunction], CommandFunction]:
+        """Register an async function as `!name` (decorator)."""
+
+        def register(function: CommandFunction) -> CommandFunction:
+            if name in self._commands:
+                raise ValueError(f"command !{name} registered twice")
+            self._commands[name] = Command(name, usage, summary, function)
+            return function
+
+        return register
+
+    def help_text(self) -> str:
+        """The list of commands shown by !help and after an unknown command."""
+        lines = ["**Commands** (mention me, or use `/archbot <command>`):"]
+        lines += [f"- `{c.usage}`: {c.summary}" for c in self._commands.values()]
+        lines.append("Anything else is a question for the architect.")
+        return "\n".join(lines)
+
+    async def run(self, ctx: CommandContext, text: str) -> str:
+        """Run the command in `text` (which starts with `!`) and return the reply body."""
+        name, _, args = text.strip()[1:].partition(" ")
+        name = name.lower().strip()
+        cmd = self._commands.get(name)
+        if cmd is None:
+            shown = f"`!{name}`" if name else "an empty command"
+            return f"Unknown command {shown}.\n\n{self.help_text()}"
+        try:
+            return await cmd.function(ctx, args.strip())
+        except CommandError as exc:
+            return f"{exc}\n\nUsage: `{cmd.usage}`"
+
+
+def is_command(text: str) -> bool:
+    """True when the message (mention already stripped) is a !command."""
+    return text.lstrip().startswith("!")
+
+
+registry = CommandRegistry()
+command = registry.command
+
+
+@command("help", usage="!help", summary="this list")
+async def help_command(ctx: CommandContext, args: str) -> str:
+    """Show the commands."""
+    return registry.help_text()
+
+
+@command("todos", usage="!todos", summary="this thread's todo list")
+async def todos_command(ctx: CommandContext, args: str) -> str:
+    """List the thread's todos."""
+    return format_todos(ctx.store.list_todos(ctx.thread.id))
+
+
+def _todo_number(word: str) -> int:
+    try:
+        number = int(word.lstrip("#"))
+    except ValueError:
+        raise CommandError(f"`{word}` is not a todo number.") from None
+    if number < 1:
+        raise CommandError("Todo numbers start at 1.")
+    return number
+
+
+@command(
+    "todo",
+    usage="!todo add TEXT | !todo done N | !todo drop N",
+    summary="add a todo, or mark one done or dropped",
+)
+async def todo_command(ctx: CommandContext, args: str) -> str:
+    """Add, complete or drop a todo."""
+    action, _, rest = args.partition(" ")
+    action = action.lower()
+    rest = rest.strip()
+    if action == "add":
+        if not rest:
+            raise CommandError("Say what to add: `!todo add TEXT`.")
+        todo = ctx.store.add_todo(ctx.thread.id, rest[:300], created_by=ctx.msg.user)
+        return f"Added todo {todo.number}: {todo.title}"
+    if action in {"done", "drop"}:
+        if not rest:
+            raise CommandError(f"Say which todo: `!todo {action} N`.")
+        number = _todo_number(rest.split()[0])
+        status = "done" if action == "done" else "dropped"
+        try:
+            todo = ctx.store.update_todo(ctx.thread.id, number, status=status)
+        except KeyError:
+            raise CommandError(f"There is no todo {number} in this thread (see `!todos`).") from None
+        return f"Todo {todo.number} is now {todo.status}: {todo.title}"
+    raise CommandError("`!todo` takes `add`, `done` or `drop`.")
+
+
+@command("forget", usage="!forget", summary="clear this thread's memory (todos stay)")
+async def forget_command(ctx: CommandContext, args: str) -> str:
+    """Forget the thread's conversation, keep its todos."""
+    removed = ctx.store.forget(ctx.thread.id)
+    return (
+        f"Forgotten: {removed} stored message{'s' if removed != 1 else ''} of this thread. "
+        "Todos are kept; the next question starts a fresh conversation."
+    )
+
+
+def _fmt_totals(label: str, t: UsageTotals) -> str:
+    return (
+        f"| {label} | {t.calls} | {t.input_tokens:,} | {t.output_tokens:,} | "
+        f"{t.cache_read_tokens:,} | {t.cache_write_tokens:,} | ${t.cost_usd:.4f} |"
+    )
+
+
+@command("usage", usage="!usage", summary="tokens and estimated cost: thread, channel, per user")
+async def usage_command(ctx: CommandContext, args: str) -> str:
+    """Show token use and estimated cost."""
+    store = ctx.store
+    today, week = day_start(), week_start()
+    rows = [
+        "| scope | calls | input | output | cache read | cache write | est. cost |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        _fmt_totals("this thread", store.usage_for_thread(ctx.thread.id)),
+        _fmt_totals("channel today", store.usage_for_channel(ctx.thread.channel_key, today)),
+        _fmt_totals("channel this week", store.usage_for_channel(ctx.thread.channel_key, week)),
+    ]
+    for user, totals in store.usage_by_user(ctx.thread.channel_key, week)[:10]:
+        rows.append(_fmt_totals(f"{user or 'system'} (week)", totals))
+    budget = ctx.settings.llm.daily_token_budget_per_user
+    note = ""
+    if budget:
+        used = store.tokens_used_since(ctx.msg.user, today)
+        note = f"\n\nYour tokens today: {used:,} of {budget:,}."
+    return "**Usage** (costs are estimates from the price table)\n\n" + "\n".join(rows) + note

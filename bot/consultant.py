@@ -1,0 +1,385 @@
+"""The consultant: turns an IncomingMessage into a Reply.
+
+A turn is: store the user's message (pending) -> build the history from
+SQLite -> one model call plus one per tool round -> store the answer -> sign
+off. Turns of one thread run one at a time in arrival order; different
+threads run in parallel. Nothing the user wrote is lost when the model fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bot.commands import CommandContext, CommandRegistry, is_command
+from bot.errors import ModelUnavailable
+from bot.events import IncomingMessage, Reply
+from bot.llm import ModelClient
+from bot.ports import Outbox
+from bot.prompts import COMPACTION_PROMPT, CONSULTANT_PROMPT
+from bot.settings import Secrets, Settings
+from bot.signoff import sign_off
+from bot.store import Store, StoredMessage, ThreadRow, day_start, estimate_tokens
+from bot.tools import Services, ToolContext, ToolRegistry
+
+log = logging.getLogger(__name__)
+
+# Read by the log formatter: every line logged during a turn carries its id.
+correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="-")
+
+TOOL_LIMIT_NOTE = (
+    "Tool round limit reached for this turn: answer now with what you have, "
+    "and say what you could not check."
+)
+
+
+@dataclass
+class _ThreadLocks:
+    """One asyncio.Lock per thread key, dropped when nobody holds or waits for it."""
+
+    locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    users: dict[str, int] = field(default_factory=dict)
+
+    def acquire_slot(self, key: str) -> asyncio.Lock:
+        self.users[key] = self.users.get(key, 0) + 1
+        return self.locks.setdefault(key, asyncio.Lock())
+
+    def release_slot(self, key: str) -> None:
+        self.users[key] -= 1
+        if self.users[key] == 0:
+            del self.users[key]
+            del self.locks[key]
+
+
+def unavailable_reply(error: ModelUnavailable) -> str:
+    """What users see when the model could not answer: cause, what works, message kept."""
+    return (
+        f"I couldn't get an answer from the model: {error}.\n\n"
+        "Your message is saved in this thread's history, so you don't need to retype it: "
+        "ask again (or just say \"go on\") once the model is back. Meanwhile these still work: "
+        "`!todos`, `!todo add`, `!usage`, `!help`."
+    )
+
+
+class Consultant:
+    """The platform-neutral core; adapters call `handle`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        secrets: Secrets,
+        store: Store,
+        model: ModelClient,
+        tools: ToolRegistry,
+        commands: CommandRegistry,
+        services: Services | None = None,
+        system_prompt: str = CONSULTANT_PROMPT,
+    ) -> None:
+        self.settings = settings
+        self.secrets = secrets
+        self.store = store
+        self.model = model
+        self.tools = tools
+        self.commands = commands
+        self.services = services or Services(model=model)
+        self.system_prompt = system_prompt
+        self._locks = _ThreadLocks()
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # entry points ----------------------------------------------------------------
+
+    def knows_thread(self, thread_key: str) -> bool:
+        """True when the bot has taken part in this thread (so it answers without a mention)."""
+        thread = self.store.get_thread(thread_key)
+        return thread is not None and (
+            thread.context_imported
+            or thread.checkin is not None
+            or self.store.thread_has_turns(thread.id)
+        )
+
+    def allowed(self, msg: IncomingMessage) -> bool:
+        """Access rules from [access]; DMs are not subject to the channel list."""
+        if msg.platform == "console":  # the local operator
+            return True
+        access = self.settings.access
+        if not access.user_allowed(msg.user):
+            return False
+        return msg.is_dm or access.channel_allowed(msg.channel)
+
+    async def handle(self, msg: IncomingMessage) -> Reply | None:
+        """Answer one message; None when it is a redelivery or not allowed."""
+        self._inflight += 1
+        self._idle.clear()
+        try:
+            return await self._handle(msg)
+        finally:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._idle.set()
+
+    async def drain(self, timeout: float) -> bool:
+        """Wait until no turn is in flight (at most `timeout` s); False if some still run."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _handle(self, msg: IncomingMessage) -> Reply | None:
+        if not self.allowed(msg):
+            log.info("ignoring message from %s in %s: not allowed by [access]", msg.user, msg.channel)
+            return None
+        event_key = f"{msg.platform}:{msg.workspace}:{msg.event_id}" if msg.event_id else None
+        command = is_command(msg.text)
+        with self.store.transaction():
+            if event_key is not None and not self.store.claim_event(event_key):
+                log.info("duplicate delivery of %s ignored", event_key)
+                return None
+            thread = self.store.ensure_thread_for(msg)
+            if msg.prior_context and not thread.context_imported:
+                self.store.import_context(thread.id, msg.prior_context)
+            turn_id = None
+            if not command:
+                turn_id = self.store.start_turn(
+                    thread,
+                    event_key=event_key,
+                    user=msg.user,
+                    user_name=msg.user_name,
+                    text=msg.text,
+                    content=[{"type": "text", "text": self._user_text(msg)}],
+                )
+        if command:
+            return await self._run_command(msg, thread)
+        assert turn_id is not None
+        return await self._locked_turn(thread.key, turn_id)
+
+    async def recover_pending(self, outboxes: Mapping[str, Outbox]) -> int:
+        """Complete turns interrupted by a crash and post their answers; return how many."""
+        done = 0
+        for turn in self.store.pending_turns():
+            thread = self.store.get_thread_by_id(turn.thread_id)
+            outbox = outboxes.get(thread.platform)
+            if outbox is None:
+                continue
+            log.info("recovering interrupted turn %s in %s", turn.id, thread.key)
+            reply = await self._locked_turn(thread.key, turn.id)
+            await self.deliver(outbox, thread, reply)
+            done += 1
+        cutoff = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+        for turn in self.store.unposted_turns():
+            thread = self.store.get_thread_by_id(turn.thread_id)
+            outbox = outboxes.get(thread.platform)
+            finished = self.store.conn.execute(
+                "SELECT finished_at FROM turns WHERE id = ?", (turn.id,)
+            ).fetchone()[0]
+            if outbox is None or not turn.reply or (finished or "") < cutoff:
+                continue
+            log.info("posting stored answer of turn %s that never reached %s", turn.id, thread.key)
+            await self.deliver(
+                outbox, thread, Reply(turn.reply, thread.key, kind="answer", turn_id=turn.id)
+            )
+            done += 1
+        return done
+
+    async def deliver(self, outbox: Outbox, thread: ThreadRow, reply: Reply) -> None:
+        """Post a reply through an outbox and record it as delivered."""
+        try:
+            await outbox.post(thread.channel, thread.thread or None, reply.text)
+        except Exception:
+            log.exception("posting to %s failed; the answer stays stored", thread.key)
+            return
+        self.mark_delivered(reply)
+
+    def mark_delivered(self, reply: Reply) -> None:
+        """Adapters call this once a reply reached the platform."""
+        if reply.turn_id is not None:
+            self.store.mark_posted(reply.turn_id)
+
+    # internals ---------------------------------------------------------------------
+
+    def _user_text(self, msg: IncomingMessage) -> str:
+        if msg.platform == "console":
+            return msg.text
+        return f"{msg.user_name or msg.user}: {msg.text}"
+
+    async def _run_command(self, msg: IncomingMessage, thread: ThreadRow) -> Reply:
+        ctx = CommandContext(self.store, self.settings, self.secrets, msg, thread, self.services)
+        body = await self.commands.run(ctx, msg.text)
+        return Reply(sign_off(body), thread.key, kind="command")
+
+    async def _locked_turn(self, key: str, turn_id: int) -> Reply:
+        lock = self._locks.acquire_slot(key)
+        try:
+            async with lock:
+                token = correlation_id.set(f"turn-{turn_id}")
+                try:
+                    return await self._run_turn(turn_id)
+                finally:
+                    correlation_id.reset(token)
+        finally:
+            self._locks.release_slot(key)
+
+    async def _run_turn(self, turn_id: int) -> Reply:
+        turn = self.store.get_turn(turn_id)
+        if turn.status != "pending":  # finished by another process or an earlier attempt
+            return Reply(turn.reply or sign_off(""), self.store.get_thread_by_id(turn.thread_id).key,
+                         kind="answer", turn_id=turn_id)
+        thread = self.store.get_thread_by_id(turn.thread_id)
+        try:
+            self._check_budget(turn.user)
+            await self._compact_if_needed(thread, turn.user)
+            thread = self.store.get_thread_by_id(turn.thread_id)
+            text = await self._tool_loop(thread, turn_id, turn.user)
+        except ModelUnavailable as exc:
+            log.warning("turn %s: model unavailable (%s)", turn_id, exc.cause)
+            reply = sign_off(unavailable_reply(exc))
+            self.store.finish_turn(turn_id, status="failed", reply=reply, error=exc.cause)
+            return Reply(reply, thread.key, kind="error", turn_id=turn_id)
+        reply = sign_off(text or "(The model returned an empty answer.)")
+        with self.store.transaction():
+            self.store.add_message(thread.id, turn_id, "assistant", [{"type": "text", "text": reply}])
+            self.store.finish_turn(turn_id, status="done", reply=reply)
+        return Reply(reply, thread.key, kind="answer", turn_id=turn_id)
+
+    def _check_budget(self, user: str) -> None:
+        budget = self.settings.llm.daily_token_budget_per_user
+        if budget and self.store.tokens_used_since(user, day_start()) >= budget:
+            raise ModelUnavailable(
+                "budget",
+                f"you have used your daily token budget ({budget:,} tokens, "
+                "[llm] daily_token_budget_per_user); it resets at 00:00 UTC",
+            )
+
+    async def _tool_loop(self, thread: ThreadRow, turn_id: int, user: str) -> str:
+        rounds = self.settings.llm.max_tool_rounds
+        tool_defs = self.tools.schemas()
+        ctx = ToolContext(
+            store=self.store,
+            settings=self.settings,
+            secrets=self.secrets,
+            thread=thread,
+            user=user,
+            services=self.services,
+            turn_id=turn_id,
+        )
+        for round_no in range(rounds + 1):
+            last_round = round_no == rounds
+            result = await self.model.complete(
+                system=self.system_prompt,
+                messages=self.history(thread),
+                tools=tool_defs,
+                purpose="chat",
+                thread_id=thread.id,
+                channel_key=thread.channel_key,
+                user=user,
+                tool_choice={"type": "none"} if last_round and rounds > 0 else None,
+            )
+            uses = result.tool_uses
+            if result.stop_reason != "tool_use" or not uses:
+                return result.text
+            results: list[dict[str, Any]] = []
+            for use in uses:
+                if last_round:
+                    output, is_error = TOOL_LIMIT_NOTE, True
+                else:
+                    output, is_error = await self.tools.call(use["name"], use.get("input"), ctx)
+                block: dict[str, Any] = {
+                    "type": "tool_result",
+                    "tool_use_id": use["id"],
+                    "content": output,
+                }
+                if is_error:
+                    block["is_error"] = True
+                results.append(block)
+            # The tool call and its results are stored together, so a crash
+            # never leaves a tool_use without its result in the history.
+            with self.store.transaction():
+                self.store.add_message(thread.id, turn_id, "assistant", result.content, status="pending")
+                self.store.add_message(thread.id, turn_id, "user", results, status="pending")
+            if last_round:
+                return result.text or TOOL_LIMIT_NOTE
+        return ""
+
+    def history(self, thread: ThreadRow) -> list[dict[str, Any]]:
+        """The thread's messages for the next request: summary first, same roles merged."""
+        stored = self.store.messages_since(thread.id, thread.summary_until)
+        merged: list[dict[str, Any]] = []
+        for m in stored:
+            if merged and merged[-1]["role"] == m.role:
+                merged[-1]["content"] = merged[-1]["content"] + m.content
+            else:
+                merged.append({"role": m.role, "content": list(m.content)})
+        if thread.summary:
+            summary_block = {
+                "type": "text",
+                "text": f"Summary of the earlier conversation in this thread:\n{thread.summary}",
+            }
+            if merged and merged[0]["role"] == "user":
+                merged[0]["content"] = [summary_block, *merged[0]["content"]]
+            else:
+                merged.insert(0, {"role": "user", "content": [summary_block]})
+        if merged and merged[0]["role"] != "user":
+            merged.insert(0, {"role": "user", "content": [{"type": "text", "text": "(conversation start)"}]})
+        return merged
+
+    async def _compact_if_needed(self, thread: ThreadRow, user: str) -> None:
+        budget = self.settings.llm.history_token_budget
+        stored = self.store.messages_since(thread.id, thread.summary_until)
+        total = sum(m.tokens for m in stored) + estimate_tokens(thread.summary or "")
+        if total <= budget:
+            return
+        # Keep the newest whole turns within half the budget; the current turn always stays.
+        starts = [i for i, m in enumerate(stored) if _starts_turn(m)]
+        keep_from = starts[-1] if starts else 0
+        kept = sum(m.tokens for m in stored[keep_from:])
+        for i in reversed(starts[:-1]):
+            size = sum(m.tokens for m in stored[i:keep_from])
+            if kept + size > budget // 2:
+                break
+            kept += size
+            keep_from = i
+        if keep_from == 0:
+            return
+        old = stored[:keep_from]
+        transcript = render_transcript(old)
+        prior = f"Summary so far:\n{thread.summary}\n\n" if thread.summary else ""
+        result = await self.model.complete(
+            system=COMPACTION_PROMPT,
+            messages=[{"role": "user", "content": [{"type": "text", "text": f"{prior}Transcript:\n{transcript}"}]}],
+            purpose="compaction",
+            thread_id=thread.id,
+            channel_key=thread.channel_key,
+            user=user,
+            max_tokens=1500,
+        )
+        self.store.set_summary(thread.id, result.text, old[-1].id)
+        log.info("compacted %d messages of %s into a summary", len(old), thread.key)
+
+
+def _starts_turn(m: StoredMessage) -> bool:
+    """A user message that is not a tool result begins a turn (or is imported context)."""
+    return m.role == "user" and not any(b.get("type") == "tool_result" for b in m.content)
+
+
+def render_transcript(messages: list[StoredMessage], limit: int = 2000) -> str:
+    """Messages as plain text for the compaction prompt; long tool output is cut."""
+    lines: list[str] = []
+    for m in messages:
+        for b in m.content:
+            kind = b.get("type")
+            if kind == "text":
+                lines.append(f"{m.role}: {b['text']}")
+            elif kind == "tool_use":
+                lines.append(f"assistant called {b['name']}({b.get('input')})")
+            elif kind == "tool_result":
+                content = b.get("content")
+                text = content if isinstance(content, str) else str(content)
+                lines.append(f"tool result: {text[:limit]}")
+    return "\n".join(lines)

@@ -1,0 +1,82 @@
+"""`archbot doctor`: one line per check, so operators see what works before going live."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable
+
+import anthropic
+
+from bot.errors import ArchbotError
+from bot.llm import describe_api_error
+from bot.settings import Secrets, Settings
+from bot.store import Store
+
+CheckResult = tuple[str, str, str]  # (name, "ok" | "FAIL" | "skip", detail)
+
+# Platform checks live beside their adapters: module path -> (setting enabled?, label).
+PLATFORM_CHECKS: dict[str, tuple[Callable[[Settings], bool], str]] = {
+    "adapters.slack_adapter": (lambda s: s.slack.enabled, "slack"),
+    "adapters.discord_adapter": (lambda s: s.discord.enabled, "discord"),
+}
+
+
+async def check_model(settings: Settings, secrets: Secrets) -> CheckResult:
+    """Ask the model service about the configured model."""
+    if not secrets.model_configured:
+        return ("model", "skip", "offline mode: set ANTHROPIC_API_KEY to talk to the model")
+    key = secrets.anthropic_api_key.get_secret_value() if secrets.anthropic_api_key else None
+    client = anthropic.AsyncAnthropic(
+        api_key=key or None, base_url=secrets.anthropic_base_url or None, max_retries=0, timeout=15
+    )
+    try:
+        info = await client.models.retrieve(settings.llm.model)
+        return ("model", "ok", f"{info.id} reachable")
+    except anthropic.APIError as exc:
+        return ("model", "FAIL", str(describe_api_error(exc)))
+    finally:
+        await client.close()
+
+
+async def run_checks(settings: Settings, secrets: Secrets) -> list[CheckResult]:
+    """Run every check that applies to this configuration."""
+    results: list[CheckResult] = [("config", "ok", "valid")]
+    try:
+        store = Store.open(settings.storage.path)
+        results.append(
+            ("database", "ok", f"{settings.storage.path} ({len(store.applied_migrations())} migrations)")
+        )
+        store.close()
+    except ArchbotError as exc:
+        results.append(("database", "FAIL", str(exc)))
+    results.append(await check_model(settings, secrets))
+    for module_name, (enabled, label) in PLATFORM_CHECKS.items():
+        if not enabled(settings):
+            results.append((label, "skip", "not enabled"))
+            continue
+        results.append(await _platform_check(module_name, label, settings, secrets))
+    results.append(await _platform_check("bot.github", "github", settings, secrets, optional=True))
+    return results
+
+
+async def _platform_check(
+    module_name: str, label: str, settings: Settings, secrets: Secrets, optional: bool = False
+) -> CheckResult:
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError:
+        if optional:
+            return (label, "skip", "not available")
+        return (label, "FAIL", "adapter not installed")
+    check = getattr(module, "doctor_check", None)
+    if check is None:
+        return (label, "skip", "no check")
+    try:
+        detail = await check(settings, secrets)
+    except ArchbotError as exc:
+        return (label, "FAIL", str(exc))
+    except Exception as exc:
+        return (label, "FAIL", f"{type(exc).__name__}: {exc}")
+    if detail is None:
+        return (label, "skip", "not configured")
+    return (label, "ok", str(detail))

@@ -1,0 +1,73 @@
+"""The one event type adapters produce and the reply the core gives back.
+
+Adapters translate platform payloads into `IncomingMessage` with pure
+functions and render `Reply` back; the core never sees a platform payload.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class ContextMessage:
+    """An earlier message of a platform thread, read once when the bot joins it."""
+
+    user: str
+    text: str
+    is_bot: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    """A message addressed to the bot, already stripped of the bot's mention.
+
+    `thread` is the platform's thread identity: Slack `thread_ts or ts`, the
+    Discord thread channel id, the DM channel id, or the console thread name.
+    `event_id` is unique per platform delivery (Slack event_id, Discord
+    message id); a second message with the same event_id is a redelivery.
+    `prior_context` carries a thread's earlier messages when the bot is
+    mentioned inside a thread it has not seen before.
+    """
+
+    platform: str
+    workspace: str
+    channel: str
+    thread: str
+    user: str
+    text: str
+    event_id: str
+    user_name: str = ""
+    is_dm: bool = False
+    prior_context: tuple[ContextMessage, ...] = field(default_factory=tuple)
+
+    @property
+    def thread_key(self) -> str:
+        """The stable key of this conversation's memory."""
+        return thread_key(self.platform, self.workspace, self.channel, self.thread)
+
+    @property
+    def channel_key(self) -> str:
+        """The stable key of the channel (bindings, usage per channel)."""
+        return f"{self.platform}/{self.workspace}/{self.channel}"
+
+
+def thread_key(platform: str, workspace: str, channel: str, thread: str) -> str:
+    """Build the thread key used in the database: `platform/workspace/channel/thread`."""
+    if platform == "console":
+        return f"console/{thread}"
+    return f"{platform}/{workspace}/{channel}/{thread}"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What the core answers: Markdown text that already ends with the sign-off.
+
+    `kind` is "answer" (the model wrote it), "command" (a !command),
+    "error" (the model was unavailable; the message was kept) or "notice".
+    """
+
+    text: str
+    thread_key: str
+    kind: str = "answer"
+    turn_id: int | None = None

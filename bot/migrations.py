@@ -1,0 +1,130 @@
+"""Schema migrations: named functions, applied in order, never edited once merged.
+
+To change the schema, append a new function. The store runs pending
+migrations every time it opens the database.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("archbot")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE threads (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,
+            platform TEXT NOT NULL,
+            workspace TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            thread TEXT NOT NULL,
+            channel_key TEXT NOT NULL,
+            repo TEXT,
+            summary TEXT,
+            summary_until INTEGER NOT NULL DEFAULT 0,
+            context_imported INTEGER NOT NULL DEFAULT 0,
+            checkin TEXT,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX threads_channel ON threads(channel_key);
+
+        CREATE TABLE turns (
+            id INTEGER PRIMARY KEY,
+            thread_id INTEGER NOT NULL REFERENCES threads(id),
+            event_key TEXT UNIQUE,
+            user TEXT NOT NULL,
+            user_name TEXT NOT NULL DEFAULT '',
+            text TEXT NOT NULL,
+            status TEXT NOT NULL,          -- pending | done | failed
+            reply TEXT,
+            error TEXT,
+            posted_at TEXT,
+            created_at TEXT NOT NULL,
+            finished_at TEXT
+        );
+        CREATE INDEX turns_thread ON turns(thread_id, id);
+        CREATE INDEX turns_status ON turns(status) WHERE status = 'pending';
+
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            thread_id INTEGER NOT NULL REFERENCES threads(id),
+            turn_id INTEGER REFERENCES turns(id),
+            role TEXT NOT NULL,            -- user | assistant
+            content TEXT NOT NULL,         -- JSON list of content blocks
+            status TEXT NOT NULL,          -- pending | complete | failed | context
+            tokens INTEGER NOT NULL,       -- estimate, for the history budget
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX messages_thread ON messages(thread_id, id);
+
+        CREATE TABLE todos (
+            id INTEGER PRIMARY KEY,
+            thread_id INTEGER NOT NULL REFERENCES threads(id),
+            number INTEGER NOT NULL,
+            title TEXT NOT NULL,
+            status TEXT NOT NULL,          -- open | in_progress | done | dropped
+            created_by TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (thread_id, number)
+        );
+
+        CREATE TABLE usage (
+            id INTEGER PRIMARY KEY,
+            thread_id INTEGER,
+            channel_key TEXT NOT NULL DEFAULT '',
+            user TEXT NOT NULL DEFAULT '',
+            model TEXT NOT NULL,
+            purpose TEXT NOT NULL,         -- chat | compaction | delegation | checkin
+            input_tokens INTEGER NOT NULL,
+            output_tokens INTEGER NOT NULL,
+            cache_read_tokens INTEGER NOT NULL,
+            cache_write_tokens INTEGER NOT NULL,
+            latency_ms INTEGER NOT NULL,
+            cost_usd REAL NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX usage_thread ON usage(thread_id);
+        CREATE INDEX usage_channel ON usage(channel_key, created_at);
+        CREATE INDEX usage_user ON usage(user, created_at);
+
+        CREATE TABLE events (
+            key TEXT PRIMARY KEY,
+            received_at TEXT NOT NULL
+        );
+
+        CREATE TABLE channel_bindings (
+            channel_key TEXT PRIMARY KEY,
+            repo TEXT NOT NULL,
+            bound_by TEXT NOT NULL,
+            bound_at TEXT NOT NULL
+        );
+
+        CREATE TABLE http_cache (
+            url TEXT PRIMARY KEY,
+            etag TEXT,
+            last_modified TEXT,
+            status INTEGER NOT NULL,
+            headers TEXT NOT NULL,
+            body BLOB NOT NULL,
+            fetched_at TEXT NOT NULL
+        );
+
+        CREATE TABLE checkin_runs (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            period TEXT NOT NULL,
+            status TEXT NOT NULL,          -- running | posted | failed
+            error TEXT,
+            thread_key TEXT,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            UNIQUE (name, period)
+        );
+        """
+    )

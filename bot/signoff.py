@@ -1,0 +1,45 @@
+"""The sign-off invariant: every reply ends with SIGN_OFF exactly once.
+
+`sign_off` is the only place that appends it. It first strips whatever the
+model wrote at the end that looks like the line (any case, punctuation,
+emphasis or trailing whitespace), so the line is never duplicated.
+"""
+
+from __future__ import annotations
+
+import re
+
+SIGN_OFF = "Done. What are we tackling next?"
+
+# The line as a model might write it: optional Markdown emphasis, quotes or
+# heading marks, any case, flexible spacing and punctuation between the two parts.
+_VARIANT = re.compile(
+    r"[\s>*_#`~\"'-]*done\s*[.!,:;\-–—]*\s*what\s+are\s+we\s+tackling\s+next\s*[?!.]*[\s*_`~\"']*\Z",
+    re.IGNORECASE,
+)
+
+
+def strip_sign_off(text: str) -> str:
+    """Remove every trailing copy of the sign-off line (and trailing whitespace)."""
+    body = text.rstrip()
+    while True:
+        match = _VARIANT.search(body)
+        if match is None:
+            return body
+        start = match.start()
+        # Only strip a whole trailing line (or a whole trailing sentence after
+        # punctuation), never a fragment glued to a word.
+        if start > 0 and body[start - 1] not in "\n.!?:)]" and not body[start].isspace():
+            return body
+        body = body[:start].rstrip()
+
+
+def sign_off(text: str) -> str:
+    """Return `text` ending with the sign-off line exactly once."""
+    body = strip_sign_off(text)
+    return f"{body}\n\n{SIGN_OFF}" if body else SIGN_OFF
+
+
+def ends_with_sign_off_once(text: str) -> bool:
+    """True when `text` ends with the sign-off and contains it only there."""
+    return text.endswith(SIGN_OFF) and text.count(SIGN_OFF) == 1

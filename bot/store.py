@@ -1,0 +1,575 @@
+"""SQLite storage: threads, turns, messages, todos, usage, events, bindings, HTTP cache.
+
+One `Store` per process, used only on the event loop's thread. WAL and a
+busy timeout let several processes (the bot, `archbot chat`, `checkin run`)
+share one file. Migrations run on open.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from bot.errors import StorageError
+from bot.events import ContextMessage, IncomingMessage
+from bot.migrations import migrations
+
+log = logging.getLogger(__name__)
+
+TODO_STATUSES = ("open", "in_progress", "done", "dropped")
+
+
+def utcnow() -> str:
+    """Current UTC time as an ISO-8601 string (sortable, stored everywhere)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def estimate_tokens(content: Any) -> int:
+    """A cheap token estimate (about 4 characters a token) for the history budget."""
+    text = content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
+    return max(1, len(text) // 4)
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadRow:
+    id: int
+    key: str
+    platform: str
+    workspace: str
+    channel: str
+    thread: str
+    channel_key: str
+    repo: str | None
+    summary: str | None
+    summary_until: int
+    context_imported: bool
+    checkin: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class TurnRow:
+    id: int
+    thread_id: int
+    event_key: str | None
+    user: str
+    user_name: str
+    text: str
+    status: str
+    reply: str | None
+    posted_at: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    id: int
+    turn_id: int | None
+    role: str
+    content: list[dict[str, Any]]
+    status: str
+    tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Todo:
+    number: int
+    title: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRecord:
+    model: str
+    purpose: str
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    latency_ms: int
+    cost_usd: float
+
+
+@dataclass(frozen=True, slots=True)
+class UsageTotals:
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    cost_usd: float
+
+    @property
+    def total_tokens(self) -> int:
+        """All tokens billed, cached ones included."""
+        return (
+            self.input_tokens
+            + self.output_tokens
+            + self.cache_read_tokens
+            + self.cache_write_tokens
+        )
+
+
+class Store:
+    """The archbot database; open it with `Store.open(path)`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.conn = db.conn
+
+    @classmethod
+    def open(cls, path: str | Path) -> Store:
+        """Open (creating if needed) and migrate the database at `path`."""
+        try:
+            target = str(path)
+            if target != ":memory:":
+                Path(target).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(target, isolation_level=None, timeout=10.0)
+            conn.row_factory = sqlite3.Row
+            db = Database(conn)
+            conn.execute("PRAGMA busy_timeout = 10000")
+            if target != ":memory:":
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            migrations.apply(db)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open database {path}: {exc}") from None
+        return cls(db)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A write transaction (IMMEDIATE, so concurrent writers wait instead of failing)."""
+        if self.conn.in_transaction:
+            with self.db.atomic():
+                yield
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    def applied_migrations(self) -> list[str]:
+        """Names of the migrations applied to this database, in order."""
+        return [m.name for m in migrations.applied(self.db)]
+
+    # threads -----------------------------------------------------------------
+
+    def _thread_from_row(self, row: sqlite3.Row) -> ThreadRow:
+        return ThreadRow(
+            id=row["id"],
+            key=row["key"],
+            platform=row["platform"],
+            workspace=row["workspace"],
+            channel=row["channel"],
+            thread=row["thread"],
+            channel_key=row["channel_key"],
+            repo=row["repo"],
+            summary=row["summary"],
+            summary_until=row["summary_until"],
+            context_imported=bool(row["context_imported"]),
+            checkin=row["checkin"],
+        )
+
+    def get_thread(self, key: str) -> ThreadRow | None:
+        """The thread with this key, if the bot has seen it."""
+        row = self.conn.execute("SELECT * FROM threads WHERE key = ?", (key,)).fetchone()
+        return self._thread_from_row(row) if row else None
+
+    def get_thread_by_id(self, thread_id: int) -> ThreadRow:
+        """The thread with this id."""
+        row = self.conn.execute("SELECT * FROM threads WHERE id = ?", (thread_id,)).fetchone()
+        return self._thread_from_row(row)
+
+    def ensure_thread(
+        self,
+        key: str,
+        *,
+        platform: str,
+        workspace: str,
+        channel: str,
+        thread: str,
+        channel_key: str,
+        checkin: str | None = None,
+    ) -> ThreadRow:
+        """Return the thread with this key, creating it on first sight."""
+        self.conn.execute(
+            "INSERT INTO threads (key, platform, workspace, channel, thread, channel_key,"
+            " checkin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO NOTHING",
+            (key, platform, workspace, channel, thread, channel_key, checkin, utcnow()),
+        )
+        found = self.get_thread(key)
+        assert found is not None
+        return found
+
+    def ensure_thread_for(self, msg: IncomingMessage) -> ThreadRow:
+        """Return the thread an incoming message belongs to, creating it on first sight."""
+        return self.ensure_thread(
+            msg.thread_key,
+            platform=msg.platform,
+            workspace=msg.workspace,
+            channel=msg.channel,
+            thread=msg.thread,
+            channel_key=msg.channel_key,
+        )
+
+    def threads_in_channel(self, channel_key: str) -> list[ThreadRow]:
+        """Every thread the bot has in a channel."""
+        rows = self.conn.execute(
+            "SELECT * FROM threads WHERE channel_key = ? ORDER BY id", (channel_key,)
+        ).fetchall()
+        return [self._thread_from_row(r) for r in rows]
+
+    def set_thread_repo(self, thread_id: int, repo: str | None) -> None:
+        """Bind a repository to one thread (None unbinds)."""
+        self.conn.execute("UPDATE threads SET repo = ? WHERE id = ?", (repo, thread_id))
+
+    # events and turns --------------------------------------------------------
+
+    def claim_event(self, event_key: str) -> bool:
+        """Record an event id; False when it was already recorded (a redelivery)."""
+        cur = self.conn.execute(
+            "INSERT INTO events (key, received_at) VALUES (?, ?) ON CONFLICT(key) DO NOTHING",
+            (event_key, utcnow()),
+        )
+        return cur.rowcount == 1
+
+    def event_seen(self, event_key: str) -> bool:
+        """True when this event id was recorded before."""
+        row = self.conn.execute("SELECT 1 FROM events WHERE key = ?", (event_key,)).fetchone()
+        return row is not None
+
+    def start_turn(
+        self, thread: ThreadRow, *, event_key: str | None, user: str, user_name: str, text: str,
+        content: list[dict[str, Any]],
+    ) -> int:
+        """Store a user's message as a pending turn and return the turn id (inside a transaction)."""
+        now = utcnow()
+        cur = self.conn.execute(
+            "INSERT INTO turns (thread_id, event_key, user, user_name, text, status, created_at)"
+            " VALUES (?, ?, ?, ?, ?, 'pending', ?)",
+            (thread.id, event_key, user, user_name, text, now),
+        )
+        turn_id = int(cur.lastrowid or 0)
+        self.add_message(thread.id, turn_id, "user", content, status="pending")
+        return turn_id
+
+    def get_turn(self, turn_id: int) -> TurnRow:
+        """One turn by id."""
+        row = self.conn.execute("SELECT * FROM turns WHERE id = ?", (turn_id,)).fetchone()
+        return TurnRow(
+            id=row["id"],
+            thread_id=row["thread_id"],
+            event_key=row["event_key"],
+            user=row["user"],
+            user_name=row["user_name"],
+            text=row["text"],
+            status=row["status"],
+            reply=row["reply"],
+            posted_at=row["posted_at"],
+        )
+
+    def finish_turn(self, turn_id: int, *, status: str, reply: str, error: str | None = None) -> None:
+        """Close a turn: its user message stops being pending, its reply is stored."""
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE turns SET status = ?, reply = ?, error = ?, finished_at = ? WHERE id = ?",
+                (status, reply, error, utcnow(), turn_id),
+            )
+            self.conn.execute(
+                "UPDATE messages SET status = ? WHERE turn_id = ? AND status = 'pending'",
+                ("complete" if status == "done" else "failed", turn_id),
+            )
+
+    def mark_posted(self, turn_id: int) -> None:
+        """Record that a turn's reply reached the platform."""
+        self.conn.execute("UPDATE turns SET posted_at = ? WHERE id = ?", (utcnow(), turn_id))
+
+    def pending_turns(self) -> list[TurnRow]:
+        """Turns whose user message was stored but which never finished (a crash)."""
+        ids = [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT id FROM turns WHERE status = 'pending' ORDER BY id"
+            ).fetchall()
+        ]
+        return [self.get_turn(i) for i in ids]
+
+    def unposted_turns(self) -> list[TurnRow]:
+        """Finished turns whose reply was never confirmed as posted."""
+        ids = [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT id FROM turns WHERE status IN ('done', 'failed') AND posted_at IS NULL"
+                " AND reply IS NOT NULL ORDER BY id"
+            ).fetchall()
+        ]
+        return [self.get_turn(i) for i in ids]
+
+    def thread_has_turns(self, thread_id: int) -> bool:
+        """True when anyone has talked to the bot in this thread."""
+        row = self.conn.execute(
+            "SELECT 1 FROM turns WHERE thread_id = ? LIMIT 1", (thread_id,)
+        ).fetchone()
+        return row is not None
+
+    # messages ------------------------------------------------------------------
+
+    def add_message(
+        self,
+        thread_id: int,
+        turn_id: int | None,
+        role: str,
+        content: list[dict[str, Any]],
+        *,
+        status: str = "complete",
+    ) -> int:
+        """Append one message (a list of content blocks) to a thread."""
+        body = json.dumps(content, ensure_ascii=False, separators=(",", ":"))
+        cur = self.conn.execute(
+            "INSERT INTO messages (thread_id, turn_id, role, content, status, tokens, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (thread_id, turn_id, role, body, status, estimate_tokens(body), utcnow()),
+        )
+        return int(cur.lastrowid or 0)
+
+    def import_context(self, thread_id: int, context: Sequence[ContextMessage]) -> None:
+        """Store a thread's earlier platform messages once, as context for later turns."""
+        with self.transaction():
+            row = self.conn.execute(
+                "SELECT context_imported FROM threads WHERE id = ?", (thread_id,)
+            ).fetchone()
+            if row is None or row[0]:
+                return
+            if context:
+                lines = "\n".join(
+                    f"{'(bot) ' if c.is_bot else ''}{c.user}: {c.text}" for c in context
+                )
+                text = (
+                    "Earlier messages in this thread, before you were mentioned "
+                    f"(context only):\n{lines}"
+                )
+                self.add_message(
+                    thread_id, None, "user", [{"type": "text", "text": text}], status="context"
+                )
+            self.conn.execute(
+                "UPDATE threads SET context_imported = 1 WHERE id = ?", (thread_id,)
+            )
+
+    def messages_since(self, thread_id: int, after_id: int) -> list[StoredMessage]:
+        """The thread's messages with id greater than `after_id`, oldest first."""
+        rows = self.conn.execute(
+            "SELECT id, turn_id, role, content, status, tokens FROM messages"
+            " WHERE thread_id = ? AND id > ? ORDER BY id",
+            (thread_id, after_id),
+        ).fetchall()
+        return [
+            StoredMessage(
+                id=r["id"],
+                turn_id=r["turn_id"],
+                role=r["role"],
+                content=json.loads(r["content"]),
+                status=r["status"],
+                tokens=r["tokens"],
+            )
+            for r in rows
+        ]
+
+    def set_summary(self, thread_id: int, summary: str | None, until_id: int) -> None:
+        """Replace the thread's compacted summary; messages up to `until_id` leave the history."""
+        self.conn.execute(
+            "UPDATE threads SET summary = ?, summary_until = ? WHERE id = ?",
+            (summary, until_id, thread_id),
+        )
+
+    def forget(self, thread_id: int) -> int:
+        """Delete the thread's conversation memory (todos stay); return messages removed."""
+        with self.transaction():
+            cur = self.conn.execute("DELETE FROM messages WHERE thread_id = ?", (thread_id,))
+            self.conn.execute(
+                "UPDATE threads SET summary = NULL, summary_until = 0 WHERE id = ?", (thread_id,)
+            )
+        return cur.rowcount
+
+    def message_count(self) -> int:
+        """Number of stored messages (all threads)."""
+        return int(self.conn.execute("SELECT count(*) FROM messages").fetchone()[0])
+
+    # todos -------------------------------------------------------------------------
+
+    def list_todos(self, thread_id: int, *, include_closed: bool = True) -> list[Todo]:
+        """The thread's todos in number order."""
+        sql = "SELECT number, title, status FROM todos WHERE thread_id = ?"
+        if not include_closed:
+            sql += " AND status IN ('open', 'in_progress')"
+        rows = self.conn.execute(sql + " ORDER BY number", (thread_id,)).fetchall()
+        return [Todo(r["number"], r["title"], r["status"]) for r in rows]
+
+    def add_todo(self, thread_id: int, title: str, created_by: str = "") -> Todo:
+        """Add an open todo; numbers start at 1 per thread and are never reused."""
+        title = " ".join(title.split())
+        if not title:
+            raise ValueError("a todo needs a title")
+        now = utcnow()
+        with self.transaction():
+            number = int(
+                self.conn.execute(
+                    "SELECT coalesce(max(number), 0) + 1 FROM todos WHERE thread_id = ?",
+                    (thread_id,),
+                ).fetchone()[0]
+            )
+            self.conn.execute(
+                "INSERT INTO todos (thread_id, number, title, status, created_by, created_at,"
+                " updated_at) VALUES (?, ?, ?, 'open', ?, ?, ?)",
+                (thread_id, number, title, created_by, now, now),
+            )
+        return Todo(number, title, "open")
+
+    def update_todo(
+        self, thread_id: int, number: int, *, status: str | None = None, title: str | None = None
+    ) -> Todo:
+        """Change a todo's status and/or title; KeyError when there is no such number."""
+        if status is not None and status not in TODO_STATUSES:
+            raise ValueError(f"status must be one of {', '.join(TODO_STATUSES)}")
+        row = self.conn.execute(
+            "SELECT number, title, status FROM todos WHERE thread_id = ? AND number = ?",
+            (thread_id, number),
+        ).fetchone()
+        if row is None:
+            raise KeyError(number)
+        new_title = " ".join(title.split()) if title else row["title"]
+        new_status = status or row["status"]
+        self.conn.execute(
+            "UPDATE todos SET title = ?, status = ?, updated_at = ? WHERE thread_id = ? AND number = ?",
+            (new_title, new_status, utcnow(), thread_id, number),
+        )
+        return Todo(number, new_title, new_status)
+
+    def open_todos_in_channel(self, channel_key: str) -> list[tuple[ThreadRow, Todo]]:
+        """Open and in-progress todos of every thread in a channel."""
+        out: list[tuple[ThreadRow, Todo]] = []
+        for thread in self.threads_in_channel(channel_key):
+            out.extend((thread, t) for t in self.list_todos(thread.id, include_closed=False))
+        return out
+
+    # usage -----------------------------------------------------------------------
+
+    def record_usage(
+        self, record: UsageRecord, *, thread_id: int | None, channel_key: str, user: str
+    ) -> None:
+        """Append one model call to the usage ledger."""
+        self.conn.execute(
+            "INSERT INTO usage (thread_id, channel_key, user, model, purpose, input_tokens,"
+            " output_tokens, cache_read_tokens, cache_write_tokens, latency_ms, cost_usd,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                thread_id,
+                channel_key,
+                user,
+                record.model,
+                record.purpose,
+                record.input_tokens,
+                record.output_tokens,
+                record.cache_read_tokens,
+                record.cache_write_tokens,
+                record.latency_ms,
+                record.cost_usd,
+                utcnow(),
+            ),
+        )
+
+    def _totals(self, where: str, params: Iterable[Any]) -> UsageTotals:
+        row = self.conn.execute(
+            "SELECT count(*), coalesce(sum(input_tokens),0), coalesce(sum(output_tokens),0),"
+            " coalesce(sum(cache_read_tokens),0), coalesce(sum(cache_write_tokens),0),"
+            f" coalesce(sum(cost_usd),0) FROM usage WHERE {where}",
+            tuple(params),
+        ).fetchone()
+        return UsageTotals(row[0], row[1], row[2], row[3], row[4], float(row[5]))
+
+    def usage_for_thread(self, thread_id: int) -> UsageTotals:
+        """Usage totals of one thread."""
+        return self._totals("thread_id = ?", (thread_id,))
+
+    def usage_for_channel(self, channel_key: str, since: datetime) -> UsageTotals:
+        """Usage totals of a channel since a moment."""
+        return self._totals(
+            "channel_key = ? AND created_at >= ?", (channel_key, since.isoformat())
+        )
+
+    def usage_by_user(self, channel_key: str, since: datetime) -> list[tuple[str, UsageTotals]]:
+        """Per-user usage totals in a channel since a moment, biggest spender first."""
+        users = [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT user FROM usage WHERE channel_key = ? AND created_at >= ?"
+                " GROUP BY user ORDER BY sum(cost_usd) DESC",
+                (channel_key, since.isoformat()),
+            ).fetchall()
+        ]
+        return [
+            (
+                u,
+                self._totals(
+                    "channel_key = ? AND created_at >= ? AND user = ?",
+                    (channel_key, since.isoformat(), u),
+                ),
+            )
+            for u in users
+        ]
+
+    def tokens_used_since(self, user: str, since: datetime) -> int:
+        """Tokens a user spent (all channels) since a moment, for the daily budget."""
+        return self._totals("user = ? AND created_at >= ?", (user, since.isoformat())).total_tokens
+
+    # channel bindings ----------------------------------------------------------------
+
+    def channel_repo(self, channel_key: str) -> str | None:
+        """The repository bound to a channel, if any."""
+        row = self.conn.execute(
+            "SELECT repo FROM channel_bindings WHERE channel_key = ?", (channel_key,)
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def bind_channel_repo(self, channel_key: str, repo: str, bound_by: str) -> None:
+        """Bind a repository to a channel (replacing any earlier binding)."""
+        self.conn.execute(
+            "INSERT INTO channel_bindings (channel_key, repo, bound_by, bound_at) VALUES (?,?,?,?)"
+            " ON CONFLICT(channel_key) DO UPDATE SET repo = excluded.repo,"
+            " bound_by = excluded.bound_by, bound_at = excluded.bound_at",
+            (channel_key, repo, bound_by, utcnow()),
+        )
+
+    def bound_repos(self) -> set[str]:
+        """Every repository bound to any channel or thread."""
+        rows = self.conn.execute(
+            "SELECT repo FROM channel_bindings UNION SELECT repo FROM threads WHERE repo IS NOT NULL"
+        ).fetchall()
+        return {str(r[0]) for r in rows}
+
+
+def day_start(now: datetime | None = None) -> datetime:
+    """Midnight UTC of today (the daily budget's window)."""
+    now = now or datetime.now(UTC)
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def week_start(now: datetime | None = None) -> datetime:
+    """Monday 00:00 UTC of this week."""
+    start = day_start(now)
+    return start - timedelta(days=start.weekday())

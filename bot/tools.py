@@ -1,0 +1,149 @@
+"""The tool registry: one decorated async function per tool the model can call.
+
+    @registry.tool
+    async def add_todo(ctx: ToolContext, title: Annotated[str, Field(description=...)]) -> str:
+        '''Prompt-quality description the model reads.'''
+
+The function's name is the tool's name, its docstring the description, and
+its parameters after `ctx` the input schema (pydantic validates the model's
+input against it). A tool returns text for the model, or raises `ToolError`
+with a message the model should see; any other exception is logged and
+reported to the model as a failure. Either way the turn goes on.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, get_type_hints
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
+from bot.errors import ToolError
+
+if TYPE_CHECKING:
+    from bot.llm import ModelClient
+    from bot.settings import Secrets, Settings
+    from bot.store import Store, ThreadRow
+
+log = logging.getLogger(__name__)
+
+ToolFunction = Callable[..., Awaitable[str]]
+
+
+@dataclass
+class Services:
+    """Clients that tools use, built once by the composition root."""
+
+    model: ModelClient | None = None
+    github: Any = None  # bot.github.GitHubClient, set when the GitHub tools are wired
+    web: Any = None  # bot.web.WebFetcher
+
+
+@dataclass
+class ToolContext:
+    """What a tool may touch during one turn."""
+
+    store: Store
+    settings: Settings
+    secrets: Secrets
+    thread: ThreadRow
+    user: str
+    services: Services = field(default_factory=Services)
+    turn_id: int | None = None
+    depth: int = 0  # 1 inside a delegated call: delegation does not recurse
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    input_model: type[BaseModel]
+    function: ToolFunction
+
+    def schema(self) -> dict[str, Any]:
+        """The tool definition sent to the Messages API."""
+        schema = self.input_model.model_json_schema()
+        _drop_titles(schema)
+        schema.setdefault("properties", {})
+        return {"name": self.name, "description": self.description, "input_schema": schema}
+
+
+def _drop_titles(node: Any) -> None:
+    if isinstance(node, dict):
+        node.pop("title", None)
+        for key, value in node.items():
+            if key == "properties" and isinstance(value, dict):
+                for prop in value.values():
+                    _drop_titles(prop)
+            else:
+                _drop_titles(value)
+    elif isinstance(node, list):
+        for item in node:
+            _drop_titles(item)
+
+
+class ToolRegistry:
+    """Tools by name, in registration order (so requests are byte-stable)."""
+
+    def __init__(self) -> None:
+        self._tools: dict[str, Tool] = {}
+
+    def tool(self, function: ToolFunction) -> ToolFunction:
+        """Register an async function as a tool (decorator)."""
+        name = function.__name__
+        if name in self._tools:
+            raise ValueError(f"tool {name!r} registered twice")
+        description = inspect.cleandoc(function.__doc__ or "")
+        if not description:
+            raise ValueError(f"tool {name!r} needs a docstring: it is the model's prompt")
+        hints = get_type_hints(function, include_extras=True)
+        params = list(inspect.signature(function).parameters.values())[1:]  # skip ctx
+        fields: dict[str, Any] = {}
+        for p in params:
+            default = ... if p.default is inspect.Parameter.empty else p.default
+            fields[p.name] = (hints[p.name], default)
+        model = create_model(  # type: ignore[call-overload]
+            f"{name}_input", __config__=ConfigDict(extra="forbid"), **fields
+        )
+        self._tools[name] = Tool(name, description, model, function)
+        return function
+
+    def names(self) -> list[str]:
+        """Registered tool names in order."""
+        return list(self._tools)
+
+    def get(self, name: str) -> Tool | None:
+        """The tool with this name, if registered."""
+        return self._tools.get(name)
+
+    def schemas(self, exclude: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+        """Tool definitions for a request, in registration order."""
+        return [t.schema() for n, t in self._tools.items() if n not in exclude]
+
+    async def call(self, name: str, raw_input: Any, ctx: ToolContext) -> tuple[str, bool]:
+        """Run a tool; return (text for the model, is_error). Never raises for tool failures."""
+        tool = self._tools.get(name)
+        if tool is None:
+            return f"There is no tool named {name!r}.", True
+        try:
+            args = tool.input_model.model_validate(raw_input or {})
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}" for e in exc.errors()
+            )
+            return f"Invalid input for {name}: {problems}", True
+        try:
+            result = await tool.function(ctx, **dict(args))
+        except ToolError as exc:
+            return str(exc), True
+        except Exception as exc:
+            log.exception("tool %s failed", name)
+            return f"{name} failed: {type(exc).__name__}: {exc}", True
+        return result, False
+
+
+registry = ToolRegistry()
+tool = registry.tool

@@ -1,0 +1,241 @@
+"""A scripted Anthropic Messages API on 127.0.0.1 that the real SDK talks to.
+
+Queue replies with `reply_text`, `reply_tool_use` or `reply_error`; every
+request is recorded (path, headers, JSON body). With the queue empty it
+answers with `default_text` (or an echo of the last user message). Both
+JSON and SSE (`"stream": true`) responses are produced, like the real API.
+
+Runs in a background thread with its own event loop, so it serves
+in-process tests and subprocesses (`archbot chat`) alike. Also runnable:
+`python -m tests.fakes.fake_anthropic --port 8765 [--latency 1.0]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    raw: bytes
+
+
+@dataclass
+class FakeAnthropic:
+    latency: float = 0.0
+    default_text: str | None = None
+    always_error: int | None = None  # status for every message request (e.g. 529)
+    requests: list[RecordedRequest] = field(default_factory=list)
+    _queue: deque[dict[str, Any]] = field(default_factory=deque)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # scripting -------------------------------------------------------------------
+
+    def reply_text(self, text: str, *, usage: dict[str, int] | None = None) -> None:
+        """Queue a plain text answer."""
+        self._queue.append({"content": [{"type": "text", "text": text}], "stop": "end_turn", "usage": usage})
+
+    def reply_tool_use(self, name: str, tool_input: dict[str, Any], *, text: str = "") -> None:
+        """Queue an answer that calls one tool."""
+        content: list[dict[str, Any]] = []
+        if text:
+            content.append({"type": "text", "text": text})
+        content.append({"type": "tool_use", "id": f"toolu_{next(self._ids):04d}", "name": name, "input": tool_input})
+        self._queue.append({"content": content, "stop": "tool_use"})
+
+    def reply_error(self, status: int, kind: str = "overloaded_error", message: str = "Overloaded") -> None:
+        """Queue an error response (the SDK may retry it, consuming more of the queue)."""
+        self._queue.append({"error": (status, kind, message)})
+
+    @property
+    def message_requests(self) -> list[RecordedRequest]:
+        """Recorded POST /v1/messages requests."""
+        return [r for r in self.requests if r.path == "/v1/messages"]
+
+    # server ------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
+        app.router.add_get("/v1/models/{model_id}", self._model)
+        return app
+
+    async def _record(self, request: web.Request) -> RecordedRequest:
+        raw = await request.read()
+        rec = RecordedRequest(
+            request.method, request.path, dict(request.headers), json.loads(raw or b"{}"), raw
+        )
+        with self._lock:
+            self.requests.append(rec)
+        return rec
+
+    async def _model(self, request: web.Request) -> web.Response:
+        model_id = request.match_info["model_id"]
+        return web.json_response(
+            {"type": "model", "id": model_id, "display_name": model_id, "created_at": "2026-01-01T00:00:00Z"}
+        )
+
+    async def _count_tokens(self, request: web.Request) -> web.Response:
+        rec = await self._record(request)
+        return web.json_response({"input_tokens": max(1, len(rec.raw) // 4)})
+
+    def _next_script(self, body: dict[str, Any]) -> dict[str, Any]:
+        if self.always_error:
+            return {"error": (self.always_error, "overloaded_error", "Overloaded")}
+        with self._lock:
+            if self._queue:
+                return self._queue.popleft()
+        text = self.default_text
+        if text is None:
+            last = body.get("messages", [{}])[-1]
+            content = last.get("content")
+            said = content if isinstance(content, str) else " ".join(
+                b.get("text", "") for b in content or [] if isinstance(b, dict) and b.get("type") == "text"
+            )
+            text = f"Fake answer to: {said[:200]}"
+        return {"content": [{"type": "text", "text": text}], "stop": "end_turn"}
+
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        rec = await self._record(request)
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        script = self._next_script(rec.body)
+        if "error" in script:
+            status, kind, message = script["error"]
+            return web.json_response(
+                {"type": "error", "error": {"type": kind, "message": message}},
+                status=status,
+                headers={"retry-after-ms": "50"} if status in (429, 529) else None,
+            )
+        input_tokens = max(1, len(rec.raw) // 4)
+        usage = script.get("usage") or {}
+        message = {
+            "id": f"msg_{next(self._ids):06d}",
+            "type": "message",
+            "role": "assistant",
+            "model": rec.body.get("model", "fake"),
+            "content": script["content"],
+            "stop_reason": script["stop"],
+            "stop_sequence": None,
+            "usage": {
+                "input_tokens": usage.get("input_tokens", input_tokens),
+                "output_tokens": usage.get("output_tokens", 20),
+                "cache_read_input_tokens": usage.get("cache_read_input_tokens", 0),
+                "cache_creation_input_tokens": usage.get("cache_creation_input_tokens", 0),
+            },
+        }
+        if not rec.body.get("stream"):
+            return web.json_response(message)
+        return await self._sse(request, message)
+
+    async def _sse(self, request: web.Request, message: dict[str, Any]) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+
+        async def send(event: str, data: dict[str, Any]) -> None:
+            await resp.write(f"event: {event}\ndata: {json.dumps(data)}\n\n".encode())
+
+        start = dict(message, content=[], stop_reason=None)
+        start["usage"] = dict(message["usage"], output_tokens=1)
+        await send("message_start", {"type": "message_start", "message": start})
+        for index, block in enumerate(message["content"]):
+            if block["type"] == "text":
+                await send("content_block_start", {"type": "content_block_start", "index": index,
+                                                   "content_block": {"type": "text", "text": ""}})
+                text = block["text"]
+                for i in range(0, len(text), 400):
+                    await send("content_block_delta", {"type": "content_block_delta", "index": index,
+                                                       "delta": {"type": "text_delta", "text": text[i:i + 400]}})
+            else:
+                await send("content_block_start", {"type": "content_block_start", "index": index,
+                                                   "content_block": {"type": "tool_use", "id": block["id"],
+                                                                     "name": block["name"], "input": {}}})
+                await send("content_block_delta", {"type": "content_block_delta", "index": index,
+                                                   "delta": {"type": "input_json_delta",
+                                                             "partial_json": json.dumps(block["input"])}})
+            await send("content_block_stop", {"type": "content_block_stop", "index": index})
+        await send("message_delta", {"type": "message_delta",
+                                     "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                                     "usage": {"output_tokens": message["usage"]["output_tokens"]}})
+        await send("message_stop", {"type": "message_stop"})
+        await resp.write_eof()
+        return resp
+
+
+class ServerThread:
+    """Runs an aiohttp application on 127.0.0.1 in a daemon thread."""
+
+    def __init__(self, app: web.Application, port: int = 0) -> None:
+        self._app = app
+        self._port = port
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._start())
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+        self._loop.close()
+
+    async def _start(self) -> None:
+        self._runner = web.AppRunner(self._app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", self._port)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    def start(self) -> ServerThread:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("fake server did not start")
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        async def shutdown() -> None:
+            if self._runner is not None:
+                await self._runner.cleanup()
+
+        fut = asyncio.run_coroutine_threadsafe(shutdown(), self._loop)
+        fut.result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="scripted fake Anthropic Messages API")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--text", default=None, help="answer every request with this text")
+    args = parser.parse_args()
+    fake = FakeAnthropic(latency=args.latency, default_text=args.text)
+    web.run_app(fake.app(), host="127.0.0.1", port=args.port, access_log=None)
+
+
+if __name__ == "__main__":
+    main()
