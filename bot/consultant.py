@@ -234,7 +234,7 @@ class Consultant:
         thread = self.store.get_thread_by_id(turn.thread_id)
         try:
             self._check_budget(turn.user)
-            await self._compact_if_needed(thread, turn.user)
+            await self._compact_if_needed(thread, turn_id, turn.user)
             thread = self.store.get_thread_by_id(turn.thread_id)
             text = await self._tool_loop(thread, turn_id, turn.user)
         except ModelUnavailable as exc:
@@ -273,7 +273,7 @@ class Consultant:
             last_round = round_no == rounds
             result = await self.model.complete(
                 system=self.system_prompt,
-                messages=self.history(thread),
+                messages=self.history(thread, upto_turn=turn_id),
                 tools=tool_defs,
                 purpose="chat",
                 thread_id=thread.id,
@@ -307,9 +307,14 @@ class Consultant:
                 return result.text or TOOL_LIMIT_NOTE
         return ""
 
-    def history(self, thread: ThreadRow) -> list[dict[str, Any]]:
-        """The thread's messages for the next request: summary first, same roles merged."""
-        stored = self.store.messages_since(thread.id, thread.summary_until)
+    def history(self, thread: ThreadRow, upto_turn: int | None = None) -> list[dict[str, Any]]:
+        """The thread's messages for a request: summary first, same roles merged.
+
+        `upto_turn` (default: everything) leaves out turns queued behind the current one.
+        """
+        stored = self.store.history_messages(
+            thread.id, after_turn=_summarised_until(thread), upto_turn=upto_turn or 2**62
+        )
         merged: list[dict[str, Any]] = []
         for m in stored:
             if merged and merged[-1]["role"] == m.role:
@@ -326,46 +331,57 @@ class Consultant:
             else:
                 merged.insert(0, {"role": "user", "content": [summary_block]})
         if merged and merged[0]["role"] != "user":
-            merged.insert(0, {"role": "user", "content": [{"type": "text", "text": "(conversation start)"}]})
+            merged.insert(
+                0, {"role": "user", "content": [{"type": "text", "text": "(conversation start)"}]}
+            )
         return merged
 
-    async def _compact_if_needed(self, thread: ThreadRow, user: str) -> None:
+    async def _compact_if_needed(self, thread: ThreadRow, turn_id: int, user: str) -> None:
         budget = self.settings.llm.history_token_budget
-        stored = self.store.messages_since(thread.id, thread.summary_until)
+        stored = self.store.history_messages(
+            thread.id, after_turn=_summarised_until(thread), upto_turn=turn_id
+        )
         total = sum(m.tokens for m in stored) + estimate_tokens(thread.summary or "")
         if total <= budget:
             return
-        # Keep the newest whole turns within half the budget; the current turn always stays.
-        starts = [i for i, m in enumerate(stored) if _starts_turn(m)]
-        keep_from = starts[-1] if starts else 0
-        kept = sum(m.tokens for m in stored[keep_from:])
-        for i in reversed(starts[:-1]):
-            size = sum(m.tokens for m in stored[i:keep_from])
-            if kept + size > budget // 2:
-                break
-            kept += size
-            keep_from = i
-        if keep_from == 0:
+        # Whole turns, oldest first; keep the newest within half the budget
+        # (the current turn always stays) and summarise the rest.
+        sizes: dict[int, int] = {}
+        for m in stored:
+            sizes[m.turn_id or 0] = sizes.get(m.turn_id or 0, 0) + m.tokens
+        turns = sorted(sizes)
+        kept = sizes[turns[-1]]
+        cut = len(turns) - 1
+        while cut > 0 and kept + sizes[turns[cut - 1]] <= budget // 2:
+            cut -= 1
+            kept += sizes[turns[cut]]
+        if cut == 0:
             return
-        old = stored[:keep_from]
+        until_turn = turns[cut - 1]
+        old = [m for m in stored if (m.turn_id or 0) <= until_turn]
         transcript = render_transcript(old)
         prior = f"Summary so far:\n{thread.summary}\n\n" if thread.summary else ""
         result = await self.model.complete(
             system=COMPACTION_PROMPT,
-            messages=[{"role": "user", "content": [{"type": "text", "text": f"{prior}Transcript:\n{transcript}"}]}],
+            messages=[
+                {
+                    "role": "user",
+                    "content": [{"type": "text", "text": f"{prior}Transcript:\n{transcript}"}],
+                }
+            ],
             purpose="compaction",
             thread_id=thread.id,
             channel_key=thread.channel_key,
             user=user,
             max_tokens=1500,
         )
-        self.store.set_summary(thread.id, result.text, old[-1].id)
+        self.store.set_summary(thread.id, result.text, until_turn)
         log.info("compacted %d messages of %s into a summary", len(old), thread.key)
 
 
-def _starts_turn(m: StoredMessage) -> bool:
-    """A user message that is not a tool result begins a turn (or is imported context)."""
-    return m.role == "user" and not any(b.get("type") == "tool_result" for b in m.content)
+def _summarised_until(thread: ThreadRow) -> int:
+    """The last turn folded into the summary; -1 keeps imported context (turn 0) in view."""
+    return thread.summary_until if thread.summary is not None else -1
 
 
 def render_transcript(messages: list[StoredMessage], limit: int = 2000) -> str:

@@ -14,7 +14,7 @@ SIGN_OFF = "Done. What are we tackling next?"
 # The line as a model might write it: optional Markdown emphasis, quotes or
 # heading marks, any case, flexible spacing and punctuation between the two parts.
 _VARIANT = re.compile(
-    r"[\s>*_#`~\"'-]*done\s*[.!,:;\-–—]*\s*what\s+are\s+we\s+tackling\s+next\s*[?!.]*[\s*_`~\"']*\Z",
+    r"[ \t>*_#`~\"'-]*done\s*[.!,:;\-–—]*\s*what\s+are\s+we\s+tackling\s+next\s*[?!.]*[\s*_`~\"']*\Z",
     re.IGNORECASE,
 )
 
@@ -26,12 +26,9 @@ def strip_sign_off(text: str) -> str:
         match = _VARIANT.search(body)
         if match is None:
             return body
-        start = match.start()
-        # Only strip a whole trailing line (or a whole trailing sentence after
-        # punctuation), never a fragment glued to a word.
-        if start > 0 and body[start - 1] not in "\n.!?:)]" and not body[start].isspace():
-            return body
-        body = body[:start].rstrip()
+        # Stripped wherever it starts, even glued to a word: leaving it would
+        # put the exact line in the reply twice.
+        body = body[: match.start()].rstrip()
 
 
 def sign_off(text: str) -> str:

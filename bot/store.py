@@ -371,12 +371,17 @@ class Store:
                 "UPDATE threads SET context_imported = 1 WHERE id = ?", (thread_id,)
             )
 
-    def messages_since(self, thread_id: int, after_id: int) -> list[StoredMessage]:
-        """The thread's messages with id greater than `after_id`, oldest first."""
+    def history_messages(self, thread_id: int, *, after_turn: int, upto_turn: int) -> list[StoredMessage]:
+        """Messages of turns in (after_turn, upto_turn], in turn order then insertion order.
+
+        Imported context has no turn and sorts as turn 0. Ordering by turn keeps a
+        queued later message out of an earlier turn's history.
+        """
         rows = self.conn.execute(
             "SELECT id, turn_id, role, content, status, tokens FROM messages"
-            " WHERE thread_id = ? AND id > ? ORDER BY id",
-            (thread_id, after_id),
+            " WHERE thread_id = ? AND coalesce(turn_id, 0) > ? AND coalesce(turn_id, 0) <= ?"
+            " ORDER BY coalesce(turn_id, 0), id",
+            (thread_id, after_turn, upto_turn),
         ).fetchall()
         return [
             StoredMessage(
@@ -390,11 +395,11 @@ class Store:
             for r in rows
         ]
 
-    def set_summary(self, thread_id: int, summary: str | None, until_id: int) -> None:
-        """Replace the thread's compacted summary; messages up to `until_id` leave the history."""
+    def set_summary(self, thread_id: int, summary: str | None, until_turn: int) -> None:
+        """Replace the thread's compacted summary; turns up to `until_turn` leave the history."""
         self.conn.execute(
             "UPDATE threads SET summary = ?, summary_until = ? WHERE id = ?",
-            (summary, until_id, thread_id),
+            (summary, until_turn, thread_id),
         )
 
     def forget(self, thread_id: int) -> int:

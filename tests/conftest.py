@@ -1,0 +1,91 @@
+"""Shared fixtures: a scripted fake Anthropic API on loopback, settings on a temp
+database, a core wired like production, and a CLI runner for subprocess tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.app import Core, build_core
+from bot.settings import Secrets, Settings
+from tests.fakes.fake_anthropic import FakeAnthropic, ServerThread
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+FAKE_KEY = "sk-ant-test-not-a-real-key"
+
+# Nothing from the developer's shell may leak into tests (keys, config, base URLs).
+for _name in list(os.environ):
+    if _name.startswith(("ARCHBOT_", "ANTHROPIC_", "SLACK_", "DISCORD_", "GITHUB_TOKEN")):
+        del os.environ[_name]
+
+
+@pytest.fixture
+def fake_anthropic() -> Iterator[FakeAnthropic]:
+    """A scripted Messages API on 127.0.0.1; `.url` is its base URL."""
+    fake = FakeAnthropic()
+    server = ServerThread(fake.app()).start()
+    fake.url = server.url  # type: ignore[attr-defined]
+    try:
+        yield fake
+    finally:
+        server.stop()
+
+
+def make_settings(tmp_path: Path, **sections: dict[str, object]) -> Settings:
+    """Settings on a temp database, with section overrides like llm={"max_tool_rounds": 2}."""
+    data: dict[str, object] = {"storage": {"path": str(tmp_path / "archbot.db")}}
+    data.update(sections)
+    return Settings(**data)  # type: ignore[arg-type]
+
+
+def make_secrets(fake: FakeAnthropic | None, *, key: str | None = FAKE_KEY) -> Secrets:
+    """Secrets pointing the SDK at the fake (or nowhere, for offline mode)."""
+    values: dict[str, object] = {}
+    if key:
+        values["ANTHROPIC_API_KEY"] = key
+    if fake is not None:
+        values["ANTHROPIC_BASE_URL"] = fake.url  # type: ignore[attr-defined]
+    return Secrets(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def core(tmp_path: Path, fake_anthropic: FakeAnthropic) -> AsyncIterator[Core]:
+    """A production-wired core talking to the fake model."""
+    built = build_core(make_settings(tmp_path), make_secrets(fake_anthropic))
+    try:
+        yield built
+    finally:
+        await built.aclose()
+
+
+def run_cli(
+    args: list[str],
+    *,
+    cwd: Path,
+    stdin: str = "",
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m bot ARGS` in a clean environment (plus `env`) and capture its output."""
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ARCHBOT_", "ANTHROPIC_", "SLACK_", "DISCORD_", "GITHUB_TOKEN"))
+    }
+    base["PYTHONPATH"] = str(REPO_ROOT)
+    base.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=base,
+        timeout=timeout,
+        check=False,
+    )

@@ -1,0 +1,647 @@
+"""A fake Discord (REST API + gateway websocket) on 127.0.0.1 that discord.py talks to.
+
+REST lives under `/api/v10`, the gateway websocket at `/gateway`; `GET
+/api/v10/gateway/bot` hands out that ws:// URL, the way real Discord hands
+out wss://gateway.discord.gg. Every REST call is recorded (method, path,
+JSON body, status) so tests can assert thread creation, message content and
+allowed_mentions. Tests push gateway dispatches (`MESSAGE_CREATE`, ...) with
+`push` / `message` / `push_thread_create`, from any thread.
+
+Like the real service: JSON is served with `Content-Type: application/json`
+exactly (discord.py compares the header verbatim), 429s carry a `Via` header
+and a `retry_after` body (without `Via` discord.py takes a 429 for a
+Cloudflare ban), content over 2000 chars is a 400 with code 50035, and
+creating a thread from a message gives the thread the message's id and
+dispatches THREAD_CREATE to the bot. Gateway frames are plain-text JSON:
+discord.py only inflates binary frames, so `compress=zlib-stream` in the
+query is accepted and ignored.
+
+Runs in a `ServerThread` (tests/fakes/fake_anthropic.py), so it serves
+in-process tests and `archbot run` subprocesses alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+API = "/api/v10"
+EPOCH_MS = 1420070400000
+JSON = "application/json"  # exactly: discord.py does `headers['content-type'] == 'application/json'`
+
+
+def snowflake(n: int) -> str:
+    """A plausible Discord id (timestamp in the high bits) made unique by `n`."""
+    return str(((int(time.time() * 1000) - EPOCH_MS) << 22) + n)
+
+
+def now_iso() -> str:
+    """Discord's timestamp format."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000000+00:00", time.gmtime())
+
+
+def user_payload(uid: str, name: str, *, bot: bool = False) -> dict[str, Any]:
+    """A Discord user object."""
+    return {
+        "id": uid,
+        "username": name,
+        "global_name": name,
+        "discriminator": "0",
+        "avatar": None,
+        "bot": bot,
+        "public_flags": 0,
+        "flags": 0,
+    }
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A response with the exact content type discord.py expects."""
+    return web.Response(
+        body=json.dumps(data).encode(), status=status, headers={"Content-Type": JSON, **(headers or {})}
+    )
+
+
+@dataclass
+class RestCall:
+    """One recorded REST request."""
+
+    method: str
+    path: str  # without the /api/v10 prefix
+    query: dict[str, str]
+    body: Any
+    status: int = 0
+
+
+@dataclass
+class FakeDiscord:
+    """State of the fake service: one guild with #architecture, users, channels, messages."""
+
+    bot_id: str = "1100000000000000001"
+    bot_name: str = "archbot"
+    app_id: str = "1100000000000000002"
+    guild_id: str = "1100000000000000010"
+    channel_id: str = "1100000000000000011"  # #architecture
+    channel_name: str = "architecture"
+    message_content_intent: bool = True  # False: close the gateway with 4014 after IDENTIFY
+    valid_token: str = "test-not-real"
+    calls: list[RestCall] = field(default_factory=list)
+    identifies: list[dict[str, Any]] = field(default_factory=list)
+    channels: dict[str, dict[str, Any]] = field(default_factory=dict)
+    messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    threads: list[dict[str, Any]] = field(default_factory=list)  # active threads sent in GUILD_CREATE
+    port: int = 0
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _rate_limits: list[tuple[str, re.Pattern[str], int]] = field(default_factory=list)
+    _sockets: list[_GatewaySession] = field(default_factory=list)
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    def __post_init__(self) -> None:
+        self.channels[self.channel_id] = {
+            "id": self.channel_id,
+            "type": 0,
+            "guild_id": self.guild_id,
+            "name": self.channel_name,
+            "position": 0,
+            "permission_overwrites": [],
+            "topic": None,
+            "nsfw": False,
+            "parent_id": None,
+            "last_message_id": None,
+            "rate_limit_per_user": 0,
+            "flags": 0,
+        }
+
+    # ids and objects ----------------------------------------------------------------
+
+    def new_id(self) -> str:
+        """A fresh snowflake."""
+        return snowflake(next(self._ids))
+
+    @property
+    def bot_user(self) -> dict[str, Any]:
+        """The bot's own user object."""
+        return user_payload(self.bot_id, self.bot_name, bot=True)
+
+    def message_payload(
+        self,
+        channel_id: str,
+        content: str,
+        author: dict[str, Any],
+        *,
+        guild: bool = True,
+        mentions: list[dict[str, Any]] | None = None,
+        message_id: str | None = None,
+    ) -> dict[str, Any]:
+        """A MESSAGE_CREATE-shaped message object."""
+        data: dict[str, Any] = {
+            "id": message_id or self.new_id(),
+            "channel_id": channel_id,
+            "author": author,
+            "content": content,
+            "timestamp": now_iso(),
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": mentions or [],
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": [],
+            "pinned": False,
+            "type": 0,
+            "flags": 0,
+        }
+        if guild:
+            data["guild_id"] = self.guild_id
+            data["member"] = {"roles": [], "joined_at": now_iso(), "deaf": False, "mute": False, "flags": 0}
+        return data
+
+    def thread_payload(self, thread_id: str, parent_id: str, name: str, owner_id: str) -> dict[str, Any]:
+        """A public thread channel object (type 11)."""
+        return {
+            "id": thread_id,
+            "type": 11,
+            "guild_id": self.guild_id,
+            "parent_id": parent_id,
+            "owner_id": owner_id,
+            "name": name,
+            "last_message_id": None,
+            "rate_limit_per_user": 0,
+            "message_count": 0,
+            "member_count": 1,
+            "flags": 0,
+            "thread_metadata": {
+                "archived": False,
+                "auto_archive_duration": 1440,
+                "archive_timestamp": now_iso(),
+                "locked": False,
+            },
+        }
+
+    def add_thread(self, parent_id: str, name: str, owner_id: str, *, thread_id: str | None = None) -> dict[str, Any]:
+        """Create a thread the bot did not start (listed in GUILD_CREATE's active threads)."""
+        data = self.thread_payload(thread_id or self.new_id(), parent_id, name, owner_id)
+        with self._lock:
+            self.channels[data["id"]] = data
+            self.threads.append(data)
+        return data
+
+    def seed_message(self, channel_id: str, content: str, author: dict[str, Any]) -> dict[str, Any]:
+        """Store a message in a channel's history without dispatching it."""
+        data = self.message_payload(channel_id, content, author)
+        with self._lock:
+            self.messages.setdefault(channel_id, []).append(data)
+        return data
+
+    def guild_payload(self) -> dict[str, Any]:
+        """GUILD_CREATE data for the one guild."""
+        with self._lock:
+            channels = [c for c in self.channels.values() if c.get("type") == 0]
+            threads = list(self.threads)
+        return {
+            "id": self.guild_id,
+            "name": "Acme Trading",
+            "icon": None,
+            "owner_id": "1100000000000000099",
+            "features": [],
+            "roles": [
+                {
+                    "id": self.guild_id,
+                    "name": "@everyone",
+                    "permissions": "1071698660929",
+                    "position": 0,
+                    "color": 0,
+                    "hoist": False,
+                    "managed": False,
+                    "mentionable": False,
+                    "flags": 0,
+                }
+            ],
+            "emojis": [],
+            "stickers": [],
+            "member_count": 3,
+            "large": False,
+            "unavailable": False,
+            "joined_at": now_iso(),
+            "channels": channels,
+            "threads": threads,
+            "members": [],
+            "voice_states": [],
+            "presences": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "soundboard_sounds": [],
+            "premium_tier": 0,
+            "preferred_locale": "en-US",
+            "verification_level": 0,
+            "explicit_content_filter": 0,
+            "default_message_notifications": 0,
+            "mfa_level": 0,
+            "nsfw_level": 0,
+            "system_channel_flags": 0,
+            "afk_timeout": 300,
+        }
+
+    # scripting ----------------------------------------------------------------------
+
+    def rate_limit(self, method: str, path_regex: str, times: int = 1) -> None:
+        """Answer the next `times` matching requests with a 429 (retry_after 0.05 s)."""
+        with self._lock:
+            self._rate_limits.append((method.upper(), re.compile(path_regex), times))
+
+    def rest(self, method: str | None = None, path_regex: str | None = None) -> list[RestCall]:
+        """Recorded REST calls, optionally filtered by method and a path regex."""
+        with self._lock:
+            calls = list(self.calls)
+        return [
+            c
+            for c in calls
+            if (method is None or c.method == method.upper())
+            and (path_regex is None or re.fullmatch(path_regex, c.path))
+        ]
+
+    def sent_messages(self, channel_id: str | None = None) -> list[dict[str, Any]]:
+        """JSON bodies of successful message posts (channels and interaction follow-ups)."""
+        out = []
+        for c in self.rest("POST"):
+            if c.status != 200 or not isinstance(c.body, dict):
+                continue
+            m = re.fullmatch(r"/channels/(\d+)/messages", c.path)
+            if m and (channel_id is None or m.group(1) == channel_id):
+                out.append(c.body)
+            elif channel_id is None and re.fullmatch(r"/webhooks/\d+/[^/]+", c.path):
+                out.append(c.body)
+        return out
+
+    @property
+    def connected(self) -> bool:
+        """True once a client has identified and received READY."""
+        return any(s.ready for s in self._sockets)
+
+    def push(self, event: str, data: dict[str, Any]) -> None:
+        """Send a dispatch to every identified gateway session (callable from any thread)."""
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("no gateway session yet")
+        sessions = [s for s in self._sockets if s.ready]
+        if not sessions:
+            raise RuntimeError("no identified gateway session")
+
+        async def send() -> None:
+            for s in sessions:
+                await s.dispatch(event, data)
+
+        if _running_loop() is loop:
+            loop.create_task(send())
+        else:
+            asyncio.run_coroutine_threadsafe(send(), loop).result(10)
+
+    def message(
+        self,
+        content: str,
+        *,
+        channel_id: str | None = None,
+        author: dict[str, Any] | None = None,
+        mention_bot: bool = False,
+        dm: bool = False,
+    ) -> dict[str, Any]:
+        """Post a user message: store it in the channel and dispatch MESSAGE_CREATE."""
+        author = author or user_payload("1100000000000000050", "alice")
+        mentions = [self.bot_user] if mention_bot else []
+        target = channel_id or self.channel_id
+        data = self.message_payload(target, content, author, guild=not dm, mentions=mentions)
+        with self._lock:
+            self.messages.setdefault(target, []).append(data)
+        self.push("MESSAGE_CREATE", data)
+        return data
+
+    def interaction(self, options: list[dict[str, Any]], *, channel_id: str | None = None) -> dict[str, Any]:
+        """Dispatch an /archbot application command invocation."""
+        target = channel_id or self.channel_id
+        channel = self.channels.get(target, {"id": target, "type": 0})
+        data = {
+            "id": self.new_id(),
+            "application_id": self.app_id,
+            "type": 2,
+            "token": f"interaction-token-{next(self._ids)}",
+            "version": 1,
+            "guild_id": self.guild_id,
+            "channel_id": target,
+            "channel": channel,
+            "member": {
+                "user": user_payload("1100000000000000050", "alice"),
+                "roles": [],
+                "joined_at": now_iso(),
+                "deaf": False,
+                "mute": False,
+                "flags": 0,
+                "permissions": "1071698660929",
+            },
+            "app_permissions": "1071698660929",
+            "locale": "en-US",
+            "guild_locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": self.guild_id},
+            "context": 0,
+            "data": {"id": "1100000000000000077", "name": "archbot", "type": 1, "options": options},
+        }
+        self.push("INTERACTION_CREATE", data)
+        return data
+
+    # server -------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        """The aiohttp application: REST under /api/v10 and the gateway at /gateway."""
+        app = web.Application(middlewares=[self._middleware])
+        app.router.add_get("/gateway", self._gateway)
+        r = app.router
+        r.add_get(API + "/users/@me", self._me)
+        r.add_get(API + "/oauth2/applications/@me", self._app_info)
+        r.add_get(API + "/gateway/bot", self._gateway_bot)
+        r.add_get(API + "/gateway", self._gateway_bot)
+        r.add_put(API + "/applications/{app}/commands", self._sync_commands)
+        r.add_put(API + "/applications/{app}/guilds/{guild}/commands", self._sync_commands)
+        r.add_get(API + "/channels/{cid}", self._get_channel)
+        r.add_patch(API + "/channels/{cid}", self._edit_channel)
+        r.add_post(API + "/channels/{cid}/typing", self._typing)
+        r.add_get(API + "/channels/{cid}/messages", self._history)
+        r.add_get(API + "/channels/{cid}/messages/{mid}", self._get_message)
+        r.add_post(API + "/channels/{cid}/messages", self._create_message)
+        r.add_post(API + "/channels/{cid}/messages/{mid}/threads", self._create_thread)
+        r.add_post(API + "/users/@me/channels", self._create_dm)
+        r.add_post(API + "/interactions/{iid}/{token}/callback", self._interaction_callback)
+        r.add_post(API + "/webhooks/{app}/{token}", self._followup)
+        r.add_patch(API + "/webhooks/{app}/{token}/messages/@original", self._edit_original)
+        return app
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self._loop = asyncio.get_running_loop()
+        if not request.path.startswith(API):
+            return await handler(request)  # type: ignore[no-any-return]
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode(errors="replace")
+        call = RestCall(request.method, request.path[len(API) :], dict(request.query), body)
+        with self._lock:
+            self.calls.append(call)
+        response: web.StreamResponse
+        if request.headers.get("Authorization") != f"Bot {self.valid_token}" and "/interactions/" not in call.path and "/webhooks/" not in call.path:
+            response = json_response({"message": "401: Unauthorized", "code": 0}, status=401)
+        elif self._take_rate_limit(call):
+            response = json_response(
+                {"message": "You are being rate limited.", "retry_after": 0.05, "global": False},
+                status=429,
+                headers={"Via": "1.1 google", "Retry-After": "1", "X-RateLimit-Scope": "user"},
+            )
+        else:
+            request["json"] = body
+            response = await handler(request)
+        call.status = response.status
+        return response
+
+    def _take_rate_limit(self, call: RestCall) -> bool:
+        with self._lock:
+            for i, (method, pattern, times) in enumerate(self._rate_limits):
+                if method == call.method and pattern.fullmatch(call.path):
+                    if times <= 1:
+                        del self._rate_limits[i]
+                    else:
+                        self._rate_limits[i] = (method, pattern, times - 1)
+                    return True
+        return False
+
+    async def _me(self, request: web.Request) -> web.Response:
+        return json_response(self.bot_user)
+
+    async def _app_info(self, request: web.Request) -> web.Response:
+        return json_response(
+            {
+                "id": self.app_id,
+                "name": self.bot_name,
+                "icon": None,
+                "description": "",
+                "bot_public": True,
+                "bot_require_code_grant": False,
+                "owner": user_payload("1100000000000000099", "owner"),
+                "verify_key": "0" * 64,
+                "flags": 1 << 19,  # GATEWAY_MESSAGE_CONTENT_LIMITED
+                "bot": self.bot_user,
+            }
+        )
+
+    async def _gateway_bot(self, request: web.Request) -> web.Response:
+        return json_response(
+            {
+                "url": f"ws://127.0.0.1:{request.url.port}/gateway",
+                "shards": 1,
+                "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1},
+            }
+        )
+
+    async def _sync_commands(self, request: web.Request) -> web.Response:
+        commands = request["json"] or []
+        out = [dict(c, id=self.new_id(), application_id=self.app_id, version="1") for c in commands]
+        return json_response(out)
+
+    async def _get_channel(self, request: web.Request) -> web.Response:
+        channel = self.channels.get(request.match_info["cid"])
+        if channel is None:
+            return json_response({"message": "Unknown Channel", "code": 10003}, status=404)
+        return json_response(channel)
+
+    async def _edit_channel(self, request: web.Request) -> web.Response:
+        channel = self.channels.get(request.match_info["cid"])
+        if channel is None:
+            return json_response({"message": "Unknown Channel", "code": 10003}, status=404)
+        body = request["json"] or {}
+        if "archived" in body and "thread_metadata" in channel:
+            channel["thread_metadata"]["archived"] = body["archived"]
+        if "name" in body:
+            channel["name"] = body["name"]
+        return json_response(channel)
+
+    async def _typing(self, request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    async def _history(self, request: web.Request) -> web.Response:
+        cid = request.match_info["cid"]
+        with self._lock:
+            msgs = list(self.messages.get(cid, []))
+        before = request.query.get("before")
+        if before:
+            msgs = [m for m in msgs if int(m["id"]) < int(before)]
+        limit = int(request.query.get("limit", "50"))
+        return json_response(list(reversed(msgs))[:limit])  # newest first, like Discord
+
+    async def _get_message(self, request: web.Request) -> web.Response:
+        for m in self.messages.get(request.match_info["cid"], []):
+            if m["id"] == request.match_info["mid"]:
+                return json_response(m)
+        return json_response({"message": "Unknown Message", "code": 10008}, status=404)
+
+    async def _create_message(self, request: web.Request) -> web.Response:
+        cid = request.match_info["cid"]
+        body = request["json"] or {}
+        content = body.get("content") or ""
+        if len(content) > 2000:
+            return json_response(
+                {
+                    "message": "Invalid Form Body",
+                    "code": 50035,
+                    "errors": {"content": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH",
+                                                        "message": "Must be 2000 or fewer in length."}]}},
+                },
+                status=400,
+            )
+        channel = self.channels.get(cid)
+        if channel is not None and channel.get("thread_metadata", {}).get("archived"):
+            return json_response({"message": "Thread is archived", "code": 50083}, status=400)
+        data = self.message_payload(cid, content, self.bot_user, guild=channel is not None)
+        with self._lock:
+            self.messages.setdefault(cid, []).append(data)
+        return json_response(data)
+
+    async def _create_thread(self, request: web.Request) -> web.Response:
+        cid, mid = request.match_info["cid"], request.match_info["mid"]
+        body = request["json"] or {}
+        name = body.get("name") or ""
+        if not 1 <= len(name) <= 100:
+            return json_response({"message": "Invalid Form Body", "code": 50035}, status=400)
+        if mid in self.channels:
+            return json_response(
+                {"message": "A thread has already been created for this message", "code": 160004}, status=400
+            )
+        data = self.thread_payload(mid, cid, name, self.bot_id)  # thread id == starter message id
+        with self._lock:
+            self.channels[mid] = data
+        # Real Discord tells the creator about its new thread over the gateway.
+        sessions = [s for s in self._sockets if s.ready]
+        for s in sessions:
+            await s.dispatch("THREAD_CREATE", dict(data, newly_created=True))
+        return json_response(data, status=201)
+
+    async def _create_dm(self, request: web.Request) -> web.Response:
+        body = request["json"] or {}
+        cid = self.new_id()
+        data = {"id": cid, "type": 1, "recipients": [user_payload(body.get("recipient_id", "0"), "someone")]}
+        self.channels[cid] = data
+        return json_response(data)
+
+    async def _interaction_callback(self, request: web.Request) -> web.Response:
+        body = request["json"] or {}
+        kind = body.get("type", 4)
+        resource: dict[str, Any] = {"type": kind}
+        if kind == 4:
+            resource["message"] = self.message_payload(
+                "0", (body.get("data") or {}).get("content", ""), self.bot_user, guild=False
+            )
+        return json_response(
+            {
+                "interaction": {
+                    "id": request.match_info["iid"],
+                    "type": 2,
+                    "response_message_loading": kind == 5,
+                    "response_message_ephemeral": False,
+                },
+                "resource": resource,
+            }
+        )
+
+    async def _followup(self, request: web.Request) -> web.Response:
+        body = request["json"] or {}
+        return json_response(self.message_payload("0", body.get("content", ""), self.bot_user, guild=False))
+
+    async def _edit_original(self, request: web.Request) -> web.Response:
+        body = request["json"] or {}
+        return json_response(self.message_payload("0", body.get("content", ""), self.bot_user, guild=False))
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        session = _GatewaySession(self, ws, dict(request.query))
+        self._sockets.append(session)
+        try:
+            await session.run()
+        finally:
+            self._sockets.remove(session)
+        return ws
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class _GatewaySession:
+    """One client connection: HELLO, IDENTIFY -> READY + GUILD_CREATE, heartbeat ACKs."""
+
+    def __init__(self, fake: FakeDiscord, ws: web.WebSocketResponse, query: dict[str, str]) -> None:
+        self.fake = fake
+        self.ws = ws
+        self.query = query
+        self.seq = 0
+        self.ready = False
+        self._send_lock = asyncio.Lock()
+
+    async def send(self, payload: dict[str, Any]) -> None:
+        async with self._send_lock:
+            if not self.ws.closed:
+                await self.ws.send_str(json.dumps(payload))
+
+    async def dispatch(self, event: str, data: dict[str, Any]) -> None:
+        self.seq += 1
+        await self.send({"op": 0, "t": event, "s": self.seq, "d": data})
+
+    async def run(self) -> None:
+        fake = self.fake
+        await self.send({"op": 10, "d": {"heartbeat_interval": 41250}})
+        async for frame in self.ws:
+            if frame.type != WSMsgType.TEXT:
+                continue
+            msg = json.loads(frame.data)
+            op = msg.get("op")
+            if op == 1:
+                await self.send({"op": 11})
+            elif op == 2:
+                d = msg.get("d") or {}
+                fake.identifies.append({"query": self.query, **{k: v for k, v in d.items() if k != "token"}})
+                if d.get("token") != fake.valid_token:
+                    await self.ws.close(code=4004, message=b"Authentication failed.")
+                    return
+                wants_content = bool(int(d.get("intents", 0)) & (1 << 15))
+                if wants_content and not fake.message_content_intent:
+                    await self.ws.close(code=4014, message=b"Disallowed intent(s).")
+                    return
+                await self.dispatch(
+                    "READY",
+                    {
+                        "v": 10,
+                        "user": fake.bot_user,
+                        "guilds": [{"id": fake.guild_id, "unavailable": True}],
+                        "session_id": "fake-session-1",
+                        "resume_gateway_url": f"ws://127.0.0.1:{self.ws_port()}/gateway",
+                        "application": {"id": fake.app_id, "flags": 1 << 19},
+                        "private_channels": [],
+                        "relationships": [],
+                    },
+                )
+                await self.dispatch("GUILD_CREATE", fake.guild_payload())
+                self.ready = True
+            elif op == 6:  # RESUME: no replay buffer here, so make the client start afresh
+                await self.send({"op": 9, "d": False})
+
+    def ws_port(self) -> int:
+        return self.fake.port
