@@ -43,7 +43,9 @@ def create_adapters(core: Core) -> list[PlatformAdapter]:
     return adapters
 
 
-async def run_forever(settings: Settings, secrets: Secrets, stop: asyncio.Event | None = None) -> int:
+async def run_forever(
+    settings: Settings, secrets: Secrets, stop: asyncio.Event | None = None
+) -> int:
     """Run until `stop` is set or a SIGTERM/SIGINT arrives; return the exit code."""
     started = time.perf_counter()
     stop = stop or asyncio.Event()

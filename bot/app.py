@@ -15,8 +15,8 @@ from bot.consultant import Consultant
 from bot.llm import ModelClient
 from bot.settings import Secrets, Settings, load_secrets
 from bot.store import Store
-from bot.toolset import commands, tools
 from bot.tools import Services
+from bot.toolset import commands, tools
 
 log = logging.getLogger(__name__)
 

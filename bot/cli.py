@@ -10,8 +10,9 @@ import asyncio
 import logging
 import shutil
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from bot import __version__
 from bot.errors import ArchbotError, ConfigError
@@ -36,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="archbot",
         description="A senior ML systems architect for your team, in Slack, Discord and the terminal.",
     )
-    parser.add_argument("--config", metavar="PATH", help="config file (default: $ARCHBOT_CONFIG or ./archbot.toml)")
+    parser.add_argument(
+        "--config", metavar="PATH", help="config file (default: $ARCHBOT_CONFIG or ./archbot.toml)"
+    )
     parser.add_argument("--version", action="version", version=f"archbot {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -127,7 +130,7 @@ async def cmd_doctor(args: argparse.Namespace, settings: Settings, secrets: Secr
     return EXIT_FAILURE if failed else 0
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace, Settings, Secrets], Awaitable[int]]] = {
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings, Secrets], Coroutine[Any, Any, int]]] = {
     "chat": cmd_chat,
     "run": cmd_run,
     "doctor": cmd_doctor,

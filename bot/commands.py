@@ -61,7 +61,9 @@ class CommandRegistry:
     def __init__(self) -> None:
         self._commands: dict[str, Command] = {}
 
-    def command(self, name: str, *, usage: str, summary: str) -> Callable[[CommandFunction], CommandFunction]:
+    def command(
+        self, name: str, *, usage: str, summary: str
+    ) -> Callable[[CommandFunction], CommandFunction]:
         """Register an async function as `!name` (decorator)."""
 
         def register(function: CommandFunction) -> CommandFunction:
@@ -147,7 +149,9 @@ async def todo_command(ctx: CommandContext, args: str) -> str:
         try:
             todo = ctx.store.update_todo(ctx.thread.id, number, status=status)
         except KeyError:
-            raise CommandError(f"There is no todo {number} in this thread (see `!todos`).") from None
+            raise CommandError(
+                f"There is no todo {number} in this thread (see `!todos`)."
+            ) from None
         return f"Todo {todo.number} is now {todo.status}: {todo.title}"
     raise CommandError("`!todo` takes `add`, `done` or `drop`.")
 

@@ -20,6 +20,7 @@ from bot.commands import CommandContext, CommandRegistry, is_command
 from bot.errors import ModelUnavailable
 from bot.events import IncomingMessage, Reply
 from bot.llm import ModelClient
+from bot.metrics import TURNS
 from bot.ports import Outbox
 from bot.prompts import COMPACTION_PROMPT, CONSULTANT_PROMPT
 from bot.settings import Secrets, Settings
@@ -61,7 +62,7 @@ def unavailable_reply(error: ModelUnavailable) -> str:
     return (
         f"I couldn't get an answer from the model: {error}.\n\n"
         "Your message is saved in this thread's history, so you don't need to retype it: "
-        "ask again (or just say \"go on\") once the model is back. Meanwhile these still work: "
+        'ask again (or just say "go on") once the model is back. Meanwhile these still work: '
         "`!todos`, `!todo add`, `!usage`, `!help`."
     )
 
@@ -124,17 +125,19 @@ class Consultant:
             if self._inflight == 0:
                 self._idle.set()
 
-    async def drain(self, timeout: float) -> bool:
-        """Wait until no turn is in flight (at most `timeout` s); False if some still run."""
+    async def drain(self, seconds: float) -> bool:
+        """Wait until no turn is in flight (at most `seconds`); False if some still run."""
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            await asyncio.wait_for(self._idle.wait(), seconds)
         except TimeoutError:
             return False
         return True
 
     async def _handle(self, msg: IncomingMessage) -> Reply | None:
         if not self.allowed(msg):
-            log.info("ignoring message from %s in %s: not allowed by [access]", msg.user, msg.channel)
+            log.info(
+                "ignoring message from %s in %s: not allowed by [access]", msg.user, msg.channel
+            )
             return None
         event_key = f"{msg.platform}:{msg.workspace}:{msg.event_id}" if msg.event_id else None
         command = is_command(msg.text)
@@ -229,8 +232,12 @@ class Consultant:
     async def _run_turn(self, turn_id: int) -> Reply:
         turn = self.store.get_turn(turn_id)
         if turn.status != "pending":  # finished by another process or an earlier attempt
-            return Reply(turn.reply or sign_off(""), self.store.get_thread_by_id(turn.thread_id).key,
-                         kind="answer", turn_id=turn_id)
+            return Reply(
+                turn.reply or sign_off(""),
+                self.store.get_thread_by_id(turn.thread_id).key,
+                kind="answer",
+                turn_id=turn_id,
+            )
         thread = self.store.get_thread_by_id(turn.thread_id)
         try:
             self._check_budget(turn.user)
@@ -241,11 +248,15 @@ class Consultant:
             log.warning("turn %s: model unavailable (%s)", turn_id, exc.cause)
             reply = sign_off(unavailable_reply(exc))
             self.store.finish_turn(turn_id, status="failed", reply=reply, error=exc.cause)
+            TURNS.labels(outcome=exc.cause).inc()
             return Reply(reply, thread.key, kind="error", turn_id=turn_id)
         reply = sign_off(text or "(The model returned an empty answer.)")
         with self.store.transaction():
-            self.store.add_message(thread.id, turn_id, "assistant", [{"type": "text", "text": reply}])
+            self.store.add_message(
+                thread.id, turn_id, "assistant", [{"type": "text", "text": reply}]
+            )
             self.store.finish_turn(turn_id, status="done", reply=reply)
+        TURNS.labels(outcome="answered").inc()
         return Reply(reply, thread.key, kind="answer", turn_id=turn_id)
 
     def _check_budget(self, user: str) -> None:
@@ -301,7 +312,9 @@ class Consultant:
             # The tool call and its results are stored together, so a crash
             # never leaves a tool_use without its result in the history.
             with self.store.transaction():
-                self.store.add_message(thread.id, turn_id, "assistant", result.content, status="pending")
+                self.store.add_message(
+                    thread.id, turn_id, "assistant", result.content, status="pending"
+                )
                 self.store.add_message(thread.id, turn_id, "user", results, status="pending")
             if last_round:
                 return result.text or TOOL_LIMIT_NOTE

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 import anthropic
 
@@ -44,7 +44,11 @@ async def run_checks(settings: Settings, secrets: Secrets) -> list[CheckResult]:
     try:
         store = Store.open(settings.storage.path)
         results.append(
-            ("database", "ok", f"{settings.storage.path} ({len(store.applied_migrations())} migrations)")
+            (
+                "database",
+                "ok",
+                f"{settings.storage.path} ({len(store.applied_migrations())} migrations)",
+            )
         )
         store.close()
     except ArchbotError as exc:

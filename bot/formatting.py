@@ -131,7 +131,9 @@ def split_markdown(text: str, limit: int) -> list[str]:
             whole = _render_code(block.fence, block.text.split("\n"), block.closer)
             pieces.extend([whole] if len(whole) <= limit else _cut_code(block, limit))
         else:
-            pieces.extend([block.text] if len(block.text) <= limit else _cut_text(block.text, limit))
+            pieces.extend(
+                [block.text] if len(block.text) <= limit else _cut_text(block.text, limit)
+            )
     parts: list[str] = []
     for piece in pieces:
         if parts and len(parts[-1]) + 2 + len(piece) <= limit:
@@ -150,7 +152,11 @@ def _has_unclosed_fence(text: str) -> bool:
         marker = m.group("fence")
         if not open_fence:
             open_fence = marker
-        elif marker[0] == open_fence[0] and len(marker) >= len(open_fence) and not m.group("info").strip():
+        elif (
+            marker[0] == open_fence[0]
+            and len(marker) >= len(open_fence)
+            and not m.group("info").strip()
+        ):
             open_fence = ""
     return bool(open_fence)
 

@@ -12,6 +12,7 @@ from typing import Any
 import anthropic
 
 from bot.errors import ModelUnavailable
+from bot.metrics import MODEL_TOKENS
 from bot.pricing import estimate_cost
 from bot.settings import LLMSettings, Secrets
 from bot.store import Store, UsageRecord
@@ -68,13 +69,19 @@ def describe_api_error(exc: Exception) -> ModelUnavailable:
             "rate_limit", "the model service is rate-limiting us (429) even after retries"
         )
     if isinstance(exc, anthropic.OverloadedError):
-        return ModelUnavailable("overloaded", "the model service is overloaded (529) even after retries")
+        return ModelUnavailable(
+            "overloaded", "the model service is overloaded (529) even after retries"
+        )
     if isinstance(exc, anthropic.APITimeoutError):
         return ModelUnavailable("timeout", "the model did not answer in time (timeout)")
     if isinstance(exc, anthropic.APIConnectionError):
-        return ModelUnavailable("connection", "the model service cannot be reached (connection error)")
+        return ModelUnavailable(
+            "connection", "the model service cannot be reached (connection error)"
+        )
     if isinstance(exc, anthropic.NotFoundError):
-        return ModelUnavailable("error", "the model service does not know the configured model (404)")
+        return ModelUnavailable(
+            "error", "the model service does not know the configured model (404)"
+        )
     if isinstance(exc, anthropic.APIStatusError):
         return ModelUnavailable(
             "overloaded" if exc.status_code >= 500 else "error",
@@ -98,7 +105,9 @@ class ModelClient:
         self.offline = client is None and not secrets.model_configured
         self._semaphore = asyncio.Semaphore(llm.max_concurrency)
         if client is None and not self.offline:
-            key = secrets.anthropic_api_key.get_secret_value() if secrets.anthropic_api_key else None
+            key = (
+                secrets.anthropic_api_key.get_secret_value() if secrets.anthropic_api_key else None
+            )
             client = anthropic.AsyncAnthropic(
                 api_key=key or None,
                 base_url=secrets.anthropic_base_url or None,
@@ -151,8 +160,10 @@ class ModelClient:
             except anthropic.APIError as exc:
                 log.warning("model call failed: %s", type(exc).__name__)
                 raise describe_api_error(exc) from None
-            except (TimeoutError, asyncio.TimeoutError):
-                raise ModelUnavailable("timeout", "the model did not answer in time (timeout)") from None
+            except TimeoutError:
+                raise ModelUnavailable(
+                    "timeout", "the model did not answer in time (timeout)"
+                ) from None
         latency_ms = int((time.perf_counter() - started) * 1000)
         usage = message.usage
         cache_read = int(getattr(usage, "cache_read_input_tokens", 0) or 0)
@@ -174,6 +185,13 @@ class ModelClient:
             ),
         )
         self.store.record_usage(record, thread_id=thread_id, channel_key=channel_key, user=user)
+        for kind, count in (
+            ("input", record.input_tokens),
+            ("output", record.output_tokens),
+            ("cache_read", record.cache_read_tokens),
+            ("cache_write", record.cache_write_tokens),
+        ):
+            MODEL_TOKENS.labels(kind=kind).inc(count)
         content = [p for p in (block_to_param(b) for b in message.content) if p is not None]
         return ModelResult(content=content, stop_reason=message.stop_reason, usage=record)
 

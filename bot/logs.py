@@ -68,5 +68,13 @@ def configure_logging(settings: LogSettings, secrets: Secrets) -> None:
     root.setLevel(settings.level.upper())
     # Chatty client libraries stay at warning unless we debug.
     if settings.level != "debug":
-        for name in ("httpx", "httpx2", "anthropic", "slack_bolt", "slack_sdk", "discord", "apscheduler"):
+        for name in (
+            "httpx",
+            "httpx2",
+            "anthropic",
+            "slack_bolt",
+            "slack_sdk",
+            "discord",
+            "apscheduler",
+        ):
             logging.getLogger(name).setLevel(logging.WARNING)

@@ -255,7 +255,13 @@ class Store:
         return row is not None
 
     def start_turn(
-        self, thread: ThreadRow, *, event_key: str | None, user: str, user_name: str, text: str,
+        self,
+        thread: ThreadRow,
+        *,
+        event_key: str | None,
+        user: str,
+        user_name: str,
+        text: str,
         content: list[dict[str, Any]],
     ) -> int:
         """Store a user's message as a pending turn and return the turn id (inside a transaction)."""
@@ -284,7 +290,9 @@ class Store:
             posted_at=row["posted_at"],
         )
 
-    def finish_turn(self, turn_id: int, *, status: str, reply: str, error: str | None = None) -> None:
+    def finish_turn(
+        self, turn_id: int, *, status: str, reply: str, error: str | None = None
+    ) -> None:
         """Close a turn: its user message stops being pending, its reply is stored."""
         with self.transaction():
             self.conn.execute(
@@ -367,11 +375,11 @@ class Store:
                 self.add_message(
                     thread_id, None, "user", [{"type": "text", "text": text}], status="context"
                 )
-            self.conn.execute(
-                "UPDATE threads SET context_imported = 1 WHERE id = ?", (thread_id,)
-            )
+            self.conn.execute("UPDATE threads SET context_imported = 1 WHERE id = ?", (thread_id,))
 
-    def history_messages(self, thread_id: int, *, after_turn: int, upto_turn: int) -> list[StoredMessage]:
+    def history_messages(
+        self, thread_id: int, *, after_turn: int, upto_turn: int
+    ) -> list[StoredMessage]:
         """Messages of turns in (after_turn, upto_turn], in turn order then insertion order.
 
         Imported context has no turn and sorts as turn 0. Ordering by turn keeps a
@@ -513,9 +521,7 @@ class Store:
 
     def usage_for_channel(self, channel_key: str, since: datetime) -> UsageTotals:
         """Usage totals of a channel since a moment."""
-        return self._totals(
-            "channel_key = ? AND created_at >= ?", (channel_key, since.isoformat())
-        )
+        return self._totals("channel_key = ? AND created_at >= ?", (channel_key, since.isoformat()))
 
     def usage_by_user(self, channel_key: str, since: datetime) -> list[tuple[str, UsageTotals]]:
         """Per-user usage totals in a channel since a moment, biggest spender first."""

@@ -105,7 +105,7 @@ class ToolRegistry:
         for p in params:
             default = ... if p.default is inspect.Parameter.empty else p.default
             fields[p.name] = (hints[p.name], default)
-        model = create_model(  # type: ignore[call-overload]
+        model = create_model(
             f"{name}_input", __config__=ConfigDict(extra="forbid"), **fields
         )
         self._tools[name] = Tool(name, description, model, function)

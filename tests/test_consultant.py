@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from pathlib import Path
 
@@ -14,11 +15,25 @@ from tests.conftest import make_secrets, make_settings
 from tests.fakes.fake_anthropic import FakeAnthropic
 
 
-def msg(text: str, *, thread: str = "t1", event_id: str | None = None, user: str = "U1",
-        platform: str = "slack", channel: str = "C1", **extra: object) -> IncomingMessage:
+def msg(
+    text: str,
+    *,
+    thread: str = "t1",
+    event_id: str | None = None,
+    user: str = "U1",
+    platform: str = "slack",
+    channel: str = "C1",
+    **extra: object,
+) -> IncomingMessage:
     return IncomingMessage(
-        platform=platform, workspace="T1", channel=channel, thread=thread, user=user,
-        user_name=f"name-{user}", text=text, event_id=event_id or f"ev-{text[:20]}-{thread}-{user}",
+        platform=platform,
+        workspace="T1",
+        channel=channel,
+        thread=thread,
+        user=user,
+        user_name=f"name-{user}",
+        text=text,
+        event_id=event_id or f"ev-{text[:20]}-{thread}-{user}",
         **extra,  # type: ignore[arg-type]
     )
 
@@ -32,7 +47,9 @@ def texts(request_body: dict) -> list[str]:
     return out
 
 
-async def test_first_turn_sends_persona_tools_and_signs_off(core: Core, fake_anthropic: FakeAnthropic) -> None:
+async def test_first_turn_sends_persona_tools_and_signs_off(
+    core: Core, fake_anthropic: FakeAnthropic
+) -> None:
     fake_anthropic.reply_text("Profile the job before buying hardware.")
     reply = await core.consultant.handle(msg("Preprocessing takes 4 hours. Speed it up?"))
     assert reply is not None
@@ -41,7 +58,9 @@ async def test_first_turn_sends_persona_tools_and_signs_off(core: Core, fake_ant
     assert body["system"][0]["text"] == CONSULTANT_PROMPT
     assert "senior" not in CONSULTANT_PROMPT or "ML systems architect" in CONSULTANT_PROMPT
     assert {t["name"] for t in body["tools"]} >= {"list_todos", "add_todo", "update_todo"}
-    assert body["messages"][-1]["content"][-1]["text"].endswith("Preprocessing takes 4 hours. Speed it up?")
+    assert body["messages"][-1]["content"][-1]["text"].endswith(
+        "Preprocessing takes 4 hours. Speed it up?"
+    )
     assert body["cache_control"] == {"type": "ephemeral"}
     assert body["system"][0]["cache_control"] == {"type": "ephemeral"}
 
@@ -68,14 +87,16 @@ async def test_each_request_extends_the_previous_one_byte_for_byte(
         fake_anthropic.reply_text(f"Answer {i} " + "detail " * 50)
         await core.consultant.handle(msg(f"Question {i}?", thread="cache"))
     reqs = fake_anthropic.message_requests
-    for prev, cur in zip(reqs, reqs[1:], strict=False):
+    for prev, cur in itertools.pairwise(reqs):
         assert json.dumps(cur.body["system"]) == json.dumps(prev.body["system"])
         assert json.dumps(cur.body["tools"]) == json.dumps(prev.body["tools"])
         prev_msgs = json.dumps(prev.body["messages"])[:-1]  # without the closing bracket
         assert json.dumps(cur.body["messages"]).startswith(prev_msgs)
 
 
-async def test_tool_loop_adds_a_todo_and_returns_the_result(core: Core, fake_anthropic: FakeAnthropic) -> None:
+async def test_tool_loop_adds_a_todo_and_returns_the_result(
+    core: Core, fake_anthropic: FakeAnthropic
+) -> None:
     fake_anthropic.reply_tool_use("add_todo", {"title": "Benchmark Polars on one day of ticks"})
     fake_anthropic.reply_text("Added it to the list.")
     reply = await core.consultant.handle(msg("Track the benchmark", thread="todo"))
@@ -107,7 +128,9 @@ async def test_failing_tool_becomes_an_error_result_and_the_turn_goes_on(
 
 
 async def test_tool_rounds_are_capped(tmp_path: Path, fake_anthropic: FakeAnthropic) -> None:
-    core = build_core(make_settings(tmp_path, llm={"max_tool_rounds": 2}), make_secrets(fake_anthropic))
+    core = build_core(
+        make_settings(tmp_path, llm={"max_tool_rounds": 2}), make_secrets(fake_anthropic)
+    )
     try:
         for _ in range(3):
             fake_anthropic.reply_tool_use("list_todos", {})
@@ -127,7 +150,9 @@ async def test_offline_mode_names_the_key_and_commands_work(tmp_path: Path) -> N
         reply = await core.consultant.handle(msg("Design our feature store", thread="off"))
         assert reply is not None and reply.kind == "error"
         assert "ANTHROPIC_API_KEY" in reply.text and ends_with_sign_off_once(reply.text)
-        added = await core.consultant.handle(msg("!todo add Pick a feature store", thread="off", event_id="c1"))
+        added = await core.consultant.handle(
+            msg("!todo add Pick a feature store", thread="off", event_id="c1")
+        )
         assert added is not None and "Added todo 1" in added.text
         thread = core.store.get_thread(reply.thread_key)
         assert thread is not None
@@ -169,7 +194,9 @@ async def test_bad_key_gives_a_clear_reply(tmp_path: Path, fake_anthropic: FakeA
         await core.aclose()
 
 
-async def test_redelivered_event_is_answered_once(core: Core, fake_anthropic: FakeAnthropic) -> None:
+async def test_redelivered_event_is_answered_once(
+    core: Core, fake_anthropic: FakeAnthropic
+) -> None:
     first = await core.consultant.handle(msg("Hi", event_id="Ev1"))
     second = await core.consultant.handle(msg("Hi", event_id="Ev1"))
     assert first is not None and second is None
@@ -190,21 +217,31 @@ async def test_same_thread_in_order_different_threads_in_parallel(
 
     fake_anthropic.latency = 0.05
     await asyncio.gather(*(core.consultant.handle(msg(f"m{i}", thread="seq")) for i in range(4)))
-    seq_requests = [r for r in fake_anthropic.message_requests if any("m0" in t for t in texts(r.body))]
+    seq_requests = [
+        r for r in fake_anthropic.message_requests if any("m0" in t for t in texts(r.body))
+    ]
     last_user_texts = [texts(r.body)[-1] for r in seq_requests]
     assert [t.split(": ")[-1] for t in last_user_texts] == ["m0", "m1", "m2", "m3"]
     # each request contains every earlier message of the thread: one at a time
     assert len(texts(seq_requests[-1].body)) == 7
 
 
-async def test_pending_turn_is_recovered_and_posted(tmp_path: Path, fake_anthropic: FakeAnthropic) -> None:
+async def test_pending_turn_is_recovered_and_posted(
+    tmp_path: Path, fake_anthropic: FakeAnthropic
+) -> None:
     settings, secrets = make_settings(tmp_path), make_secrets(fake_anthropic)
     crashed = build_core(settings, secrets)
     message = msg("What about drift monitoring?", thread="crash")
     with crashed.store.transaction():  # what handle() stores before the model call...
         thread = crashed.store.ensure_thread_for(message)
-        crashed.store.start_turn(thread, event_key="slack:T1:crash", user="U1", user_name="n",
-                                 text=message.text, content=[{"type": "text", "text": message.text}])
+        crashed.store.start_turn(
+            thread,
+            event_key="slack:T1:crash",
+            user="U1",
+            user_name="n",
+            text=message.text,
+            content=[{"type": "text", "text": message.text}],
+        )
     await crashed.aclose()  # ...then the process died
 
     posted: list[tuple[str, str | None, str]] = []
@@ -227,8 +264,12 @@ async def test_pending_turn_is_recovered_and_posted(tmp_path: Path, fake_anthrop
         await restarted.aclose()
 
 
-async def test_long_history_is_compacted_into_a_summary(tmp_path: Path, fake_anthropic: FakeAnthropic) -> None:
-    core = build_core(make_settings(tmp_path, llm={"history_token_budget": 1000}), make_secrets(fake_anthropic))
+async def test_long_history_is_compacted_into_a_summary(
+    tmp_path: Path, fake_anthropic: FakeAnthropic
+) -> None:
+    core = build_core(
+        make_settings(tmp_path, llm={"history_token_budget": 1000}), make_secrets(fake_anthropic)
+    )
     try:
         for i in range(6):
             fake_anthropic.reply_text(f"Answer {i}: " + "x" * 800)
@@ -239,7 +280,9 @@ async def test_long_history_is_compacted_into_a_summary(tmp_path: Path, fake_ant
         thread = core.store.get_thread("slack/T1/C1/long")
         assert thread is not None and thread.summary
         last = fake_anthropic.message_requests[-1].body
-        assert last["messages"][0]["content"][0]["text"].startswith("Summary of the earlier conversation")
+        assert last["messages"][0]["content"][0]["text"].startswith(
+            "Summary of the earlier conversation"
+        )
         assert not any("Question 0" in t for t in texts(last))
         assert sum(len(t) for t in texts(last)) < 4 * 1000
         purposes = {r[0] for r in core.store.conn.execute("SELECT purpose FROM usage")}
@@ -248,21 +291,39 @@ async def test_long_history_is_compacted_into_a_summary(tmp_path: Path, fake_ant
         await core.aclose()
 
 
-async def test_usage_ledger_records_tokens_and_cost(core: Core, fake_anthropic: FakeAnthropic) -> None:
-    fake_anthropic.reply_text("ok", usage={"input_tokens": 1000, "output_tokens": 200,
-                                           "cache_read_input_tokens": 5000, "cache_creation_input_tokens": 100})
+async def test_usage_ledger_records_tokens_and_cost(
+    core: Core, fake_anthropic: FakeAnthropic
+) -> None:
+    fake_anthropic.reply_text(
+        "ok",
+        usage={
+            "input_tokens": 1000,
+            "output_tokens": 200,
+            "cache_read_input_tokens": 5000,
+            "cache_creation_input_tokens": 100,
+        },
+    )
     await core.consultant.handle(msg("cost?", thread="u"))
     row = core.store.conn.execute("SELECT * FROM usage").fetchone()
-    assert (row["input_tokens"], row["output_tokens"], row["cache_read_tokens"], row["cache_write_tokens"]) == (
-        1000, 200, 5000, 100)
+    assert (
+        row["input_tokens"],
+        row["output_tokens"],
+        row["cache_read_tokens"],
+        row["cache_write_tokens"],
+    ) == (1000, 200, 5000, 100)
     expected = (1000 * 3 + 200 * 15 + 5000 * 0.30 + 100 * 3.75) / 1_000_000
     assert abs(row["cost_usd"] - expected) < 1e-12
     usage = await core.consultant.handle(msg("!usage", thread="u", event_id="usage1"))
     assert usage is not None and "| this thread | 1 | 1,000 | 200 | 5,000 | 100 |" in usage.text
 
 
-async def test_daily_budget_stops_model_calls(tmp_path: Path, fake_anthropic: FakeAnthropic) -> None:
-    core = build_core(make_settings(tmp_path, llm={"daily_token_budget_per_user": 50}), make_secrets(fake_anthropic))
+async def test_daily_budget_stops_model_calls(
+    tmp_path: Path, fake_anthropic: FakeAnthropic
+) -> None:
+    core = build_core(
+        make_settings(tmp_path, llm={"daily_token_budget_per_user": 50}),
+        make_secrets(fake_anthropic),
+    )
     try:
         await core.consultant.handle(msg("first", thread="b"))
         reply = await core.consultant.handle(msg("second", thread="b"))
@@ -272,8 +333,13 @@ async def test_daily_budget_stops_model_calls(tmp_path: Path, fake_anthropic: Fa
         await core.aclose()
 
 
-async def test_prior_thread_context_is_taken_in_once(core: Core, fake_anthropic: FakeAnthropic) -> None:
-    context = (ContextMessage("alice", "We store ticks in Postgres."), ContextMessage("bob", "It is slow."))
+async def test_prior_thread_context_is_taken_in_once(
+    core: Core, fake_anthropic: FakeAnthropic
+) -> None:
+    context = (
+        ContextMessage("alice", "We store ticks in Postgres."),
+        ContextMessage("bob", "It is slow."),
+    )
     fake_anthropic.reply_text("Postgres is fine until it is not.")
     await core.consultant.handle(msg("Thoughts?", thread="ctx", prior_context=context))
     await core.consultant.handle(msg("And now?", thread="ctx", prior_context=context))

@@ -48,8 +48,12 @@ def test_two_connections_share_the_file(tmp_path: Path) -> None:
 
 def test_todo_numbers_are_per_thread_and_never_reused(tmp_path: Path) -> None:
     store = Store.open(tmp_path / "t.db")
-    a = store.ensure_thread("k/a", platform="p", workspace="", channel="", thread="a", channel_key="c")
-    b = store.ensure_thread("k/b", platform="p", workspace="", channel="", thread="b", channel_key="c")
+    a = store.ensure_thread(
+        "k/a", platform="p", workspace="", channel="", thread="a", channel_key="c"
+    )
+    b = store.ensure_thread(
+        "k/b", platform="p", workspace="", channel="", thread="b", channel_key="c"
+    )
     assert store.add_todo(a.id, "one").number == 1
     assert store.add_todo(a.id, "two").number == 2
     assert store.add_todo(b.id, "other").number == 1

@@ -47,17 +47,28 @@ class FakeAnthropic:
 
     def reply_text(self, text: str, *, usage: dict[str, int] | None = None) -> None:
         """Queue a plain text answer."""
-        self._queue.append({"content": [{"type": "text", "text": text}], "stop": "end_turn", "usage": usage})
+        self._queue.append(
+            {"content": [{"type": "text", "text": text}], "stop": "end_turn", "usage": usage}
+        )
 
     def reply_tool_use(self, name: str, tool_input: dict[str, Any], *, text: str = "") -> None:
         """Queue an answer that calls one tool."""
         content: list[dict[str, Any]] = []
         if text:
             content.append({"type": "text", "text": text})
-        content.append({"type": "tool_use", "id": f"toolu_{next(self._ids):04d}", "name": name, "input": tool_input})
+        content.append(
+            {
+                "type": "tool_use",
+                "id": f"toolu_{next(self._ids):04d}",
+                "name": name,
+                "input": tool_input,
+            }
+        )
         self._queue.append({"content": content, "stop": "tool_use"})
 
-    def reply_error(self, status: int, kind: str = "overloaded_error", message: str = "Overloaded") -> None:
+    def reply_error(
+        self, status: int, kind: str = "overloaded_error", message: str = "Overloaded"
+    ) -> None:
         """Queue an error response (the SDK may retry it, consuming more of the queue)."""
         self._queue.append({"error": (status, kind, message)})
 
@@ -86,8 +97,19 @@ class FakeAnthropic:
 
     async def _model(self, request: web.Request) -> web.Response:
         model_id = request.match_info["model_id"]
+        if self.always_error:
+            kind = "authentication_error" if self.always_error == 401 else "overloaded_error"
+            return web.json_response(
+                {"type": "error", "error": {"type": kind, "message": "scripted failure"}},
+                status=self.always_error,
+            )
         return web.json_response(
-            {"type": "model", "id": model_id, "display_name": model_id, "created_at": "2026-01-01T00:00:00Z"}
+            {
+                "type": "model",
+                "id": model_id,
+                "display_name": model_id,
+                "created_at": "2026-01-01T00:00:00Z",
+            }
         )
 
     async def _count_tokens(self, request: web.Request) -> web.Response:
@@ -104,8 +126,14 @@ class FakeAnthropic:
         if text is None:
             last = body.get("messages", [{}])[-1]
             content = last.get("content")
-            said = content if isinstance(content, str) else " ".join(
-                b.get("text", "") for b in content or [] if isinstance(b, dict) and b.get("type") == "text"
+            said = (
+                content
+                if isinstance(content, str)
+                else " ".join(
+                    b.get("text", "")
+                    for b in content or []
+                    if isinstance(b, dict) and b.get("type") == "text"
+                )
             )
             text = f"Fake answer to: {said[:200]}"
         return {"content": [{"type": "text", "text": text}], "stop": "end_turn"}
@@ -144,7 +172,9 @@ class FakeAnthropic:
         return await self._sse(request, message)
 
     async def _sse(self, request: web.Request, message: dict[str, Any]) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        resp = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
         await resp.prepare(request)
 
         async def send(event: str, data: dict[str, Any]) -> None:
@@ -155,23 +185,58 @@ class FakeAnthropic:
         await send("message_start", {"type": "message_start", "message": start})
         for index, block in enumerate(message["content"]):
             if block["type"] == "text":
-                await send("content_block_start", {"type": "content_block_start", "index": index,
-                                                   "content_block": {"type": "text", "text": ""}})
+                await send(
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {"type": "text", "text": ""},
+                    },
+                )
                 text = block["text"]
                 for i in range(0, len(text), 400):
-                    await send("content_block_delta", {"type": "content_block_delta", "index": index,
-                                                       "delta": {"type": "text_delta", "text": text[i:i + 400]}})
+                    await send(
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": index,
+                            "delta": {"type": "text_delta", "text": text[i : i + 400]},
+                        },
+                    )
             else:
-                await send("content_block_start", {"type": "content_block_start", "index": index,
-                                                   "content_block": {"type": "tool_use", "id": block["id"],
-                                                                     "name": block["name"], "input": {}}})
-                await send("content_block_delta", {"type": "content_block_delta", "index": index,
-                                                   "delta": {"type": "input_json_delta",
-                                                             "partial_json": json.dumps(block["input"])}})
+                await send(
+                    "content_block_start",
+                    {
+                        "type": "content_block_start",
+                        "index": index,
+                        "content_block": {
+                            "type": "tool_use",
+                            "id": block["id"],
+                            "name": block["name"],
+                            "input": {},
+                        },
+                    },
+                )
+                await send(
+                    "content_block_delta",
+                    {
+                        "type": "content_block_delta",
+                        "index": index,
+                        "delta": {
+                            "type": "input_json_delta",
+                            "partial_json": json.dumps(block["input"]),
+                        },
+                    },
+                )
             await send("content_block_stop", {"type": "content_block_stop", "index": index})
-        await send("message_delta", {"type": "message_delta",
-                                     "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
-                                     "usage": {"output_tokens": message["usage"]["output_tokens"]}})
+        await send(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                "usage": {"output_tokens": message["usage"]["output_tokens"]},
+            },
+        )
         await send("message_stop", {"type": "message_stop"})
         await resp.write_eof()
         return resp

@@ -35,7 +35,8 @@ from aiohttp import WSMsgType, web
 
 API = "/api/v10"
 EPOCH_MS = 1420070400000
-JSON = "application/json"  # exactly: discord.py does `headers['content-type'] == 'application/json'`
+# Exactly this: discord.py compares `headers['content-type'] == 'application/json'`.
+JSON = "application/json"
 
 
 def snowflake(n: int) -> str:
@@ -62,10 +63,14 @@ def user_payload(uid: str, name: str, *, bot: bool = False) -> dict[str, Any]:
     }
 
 
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     """A response with the exact content type discord.py expects."""
     return web.Response(
-        body=json.dumps(data).encode(), status=status, headers={"Content-Type": JSON, **(headers or {})}
+        body=json.dumps(data).encode(),
+        status=status,
+        headers={"Content-Type": JSON, **(headers or {})},
     )
 
 
@@ -96,8 +101,9 @@ class FakeDiscord:
     identifies: list[dict[str, Any]] = field(default_factory=list)
     channels: dict[str, dict[str, Any]] = field(default_factory=dict)
     messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    threads: list[dict[str, Any]] = field(default_factory=list)  # active threads sent in GUILD_CREATE
-    port: int = 0
+    threads: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # active threads sent in GUILD_CREATE
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _rate_limits: list[tuple[str, re.Pattern[str], int]] = field(default_factory=list)
@@ -161,10 +167,18 @@ class FakeDiscord:
         }
         if guild:
             data["guild_id"] = self.guild_id
-            data["member"] = {"roles": [], "joined_at": now_iso(), "deaf": False, "mute": False, "flags": 0}
+            data["member"] = {
+                "roles": [],
+                "joined_at": now_iso(),
+                "deaf": False,
+                "mute": False,
+                "flags": 0,
+            }
         return data
 
-    def thread_payload(self, thread_id: str, parent_id: str, name: str, owner_id: str) -> dict[str, Any]:
+    def thread_payload(
+        self, thread_id: str, parent_id: str, name: str, owner_id: str
+    ) -> dict[str, Any]:
         """A public thread channel object (type 11)."""
         return {
             "id": thread_id,
@@ -186,7 +200,9 @@ class FakeDiscord:
             },
         }
 
-    def add_thread(self, parent_id: str, name: str, owner_id: str, *, thread_id: str | None = None) -> dict[str, Any]:
+    def add_thread(
+        self, parent_id: str, name: str, owner_id: str, *, thread_id: str | None = None
+    ) -> dict[str, Any]:
         """Create a thread the bot did not start (listed in GUILD_CREATE's active threads)."""
         data = self.thread_payload(thread_id or self.new_id(), parent_id, name, owner_id)
         with self._lock:
@@ -323,7 +339,9 @@ class FakeDiscord:
         self.push("MESSAGE_CREATE", data)
         return data
 
-    def interaction(self, options: list[dict[str, Any]], *, channel_id: str | None = None) -> dict[str, Any]:
+    def interaction(
+        self, options: list[dict[str, Any]], *, channel_id: str | None = None
+    ) -> dict[str, Any]:
         """Dispatch an /archbot application command invocation."""
         target = channel_id or self.channel_id
         channel = self.channels.get(target, {"id": target, "type": 0})
@@ -396,7 +414,8 @@ class FakeDiscord:
         with self._lock:
             self.calls.append(call)
         response: web.StreamResponse
-        if request.headers.get("Authorization") != f"Bot {self.valid_token}" and "/interactions/" not in call.path and "/webhooks/" not in call.path:
+        needs_auth = not call.path.startswith(("/interactions/", "/webhooks/"))
+        if needs_auth and request.headers.get("Authorization") != f"Bot {self.valid_token}":
             response = json_response({"message": "401: Unauthorized", "code": 0}, status=401)
         elif self._take_rate_limit(call):
             response = json_response(
@@ -445,7 +464,12 @@ class FakeDiscord:
             {
                 "url": f"ws://127.0.0.1:{request.url.port}/gateway",
                 "shards": 1,
-                "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1},
+                "session_start_limit": {
+                    "total": 1000,
+                    "remaining": 999,
+                    "reset_after": 0,
+                    "max_concurrency": 1,
+                },
             }
         )
 
@@ -499,8 +523,16 @@ class FakeDiscord:
                 {
                     "message": "Invalid Form Body",
                     "code": 50035,
-                    "errors": {"content": {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH",
-                                                        "message": "Must be 2000 or fewer in length."}]}},
+                    "errors": {
+                        "content": {
+                            "_errors": [
+                                {
+                                    "code": "BASE_TYPE_MAX_LENGTH",
+                                    "message": "Must be 2000 or fewer in length.",
+                                }
+                            ]
+                        }
+                    },
                 },
                 status=400,
             )
@@ -520,7 +552,8 @@ class FakeDiscord:
             return json_response({"message": "Invalid Form Body", "code": 50035}, status=400)
         if mid in self.channels:
             return json_response(
-                {"message": "A thread has already been created for this message", "code": 160004}, status=400
+                {"message": "A thread has already been created for this message", "code": 160004},
+                status=400,
             )
         data = self.thread_payload(mid, cid, name, self.bot_id)  # thread id == starter message id
         with self._lock:
@@ -534,7 +567,11 @@ class FakeDiscord:
     async def _create_dm(self, request: web.Request) -> web.Response:
         body = request["json"] or {}
         cid = self.new_id()
-        data = {"id": cid, "type": 1, "recipients": [user_payload(body.get("recipient_id", "0"), "someone")]}
+        data = {
+            "id": cid,
+            "type": 1,
+            "recipients": [user_payload(body.get("recipient_id", "0"), "someone")],
+        }
         self.channels[cid] = data
         return json_response(data)
 
@@ -560,16 +597,20 @@ class FakeDiscord:
 
     async def _followup(self, request: web.Request) -> web.Response:
         body = request["json"] or {}
-        return json_response(self.message_payload("0", body.get("content", ""), self.bot_user, guild=False))
+        return json_response(
+            self.message_payload("0", body.get("content", ""), self.bot_user, guild=False)
+        )
 
     async def _edit_original(self, request: web.Request) -> web.Response:
         body = request["json"] or {}
-        return json_response(self.message_payload("0", body.get("content", ""), self.bot_user, guild=False))
+        return json_response(
+            self.message_payload("0", body.get("content", ""), self.bot_user, guild=False)
+        )
 
     async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
-        session = _GatewaySession(self, ws, dict(request.query))
+        session = _GatewaySession(self, ws, dict(request.query), request.url.port or 0)
         self._sockets.append(session)
         try:
             await session.run()
@@ -588,8 +629,11 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 class _GatewaySession:
     """One client connection: HELLO, IDENTIFY -> READY + GUILD_CREATE, heartbeat ACKs."""
 
-    def __init__(self, fake: FakeDiscord, ws: web.WebSocketResponse, query: dict[str, str]) -> None:
+    def __init__(
+        self, fake: FakeDiscord, ws: web.WebSocketResponse, query: dict[str, str], port: int
+    ) -> None:
         self.fake = fake
+        self.port = port
         self.ws = ws
         self.query = query
         self.seq = 0
@@ -617,7 +661,9 @@ class _GatewaySession:
                 await self.send({"op": 11})
             elif op == 2:
                 d = msg.get("d") or {}
-                fake.identifies.append({"query": self.query, **{k: v for k, v in d.items() if k != "token"}})
+                fake.identifies.append(
+                    {"query": self.query, **{k: v for k, v in d.items() if k != "token"}}
+                )
                 if d.get("token") != fake.valid_token:
                     await self.ws.close(code=4004, message=b"Authentication failed.")
                     return
@@ -632,7 +678,7 @@ class _GatewaySession:
                         "user": fake.bot_user,
                         "guilds": [{"id": fake.guild_id, "unavailable": True}],
                         "session_id": "fake-session-1",
-                        "resume_gateway_url": f"ws://127.0.0.1:{self.ws_port()}/gateway",
+                        "resume_gateway_url": f"ws://127.0.0.1:{self.port}/gateway",
                         "application": {"id": fake.app_id, "flags": 1 << 19},
                         "private_channels": [],
                         "relationships": [],
@@ -642,6 +688,3 @@ class _GatewaySession:
                 self.ready = True
             elif op == 6:  # RESUME: no replay buffer here, so make the client start afresh
                 await self.send({"op": 9, "d": False})
-
-    def ws_port(self) -> int:
-        return self.fake.port

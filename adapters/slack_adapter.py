@@ -1,0 +1,602 @@
+"""The Slack adapter: slack-bolt AsyncApp over Socket Mode or HTTP (`POST /slack/events`).
+
+Pure functions at the top turn Events API payloads into the core's
+`IncomingMessage` and the core's Markdown into Slack-safe parts; the
+`SlackAdapter` below wires them to bolt. Bolt acknowledges events before the
+listener runs (`process_before_response=False`), so slow model turns never
+delay the ack. Exactly-once is the core's job: it records each message's key
+in SQLite. The key is the message's channel and `ts`, not the envelope's
+`event_id`, because Slack sends a channel mention twice (as `app_mention` and
+as `message`) with different event ids but the same message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.app.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.app import Core
+from bot.errors import ArchbotError, ConfigError
+from bot.events import ContextMessage, IncomingMessage, Reply, thread_key
+from bot.formatting import split_markdown
+from bot.settings import Secrets, Settings
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "slack"
+EVENTS_PATH = "/slack/events"
+SLASH_COMMAND = "/archbot"
+# Slack accepts up to 12,000 characters of `markdown_text` (or one markdown block) per message.
+MARKDOWN_LIMIT = 12_000
+THINKING_REACTION = "hourglass_flowing_sand"
+THINKING_STATUS = "is thinking..."
+CONTEXT_LIMIT = 200  # earlier thread messages read when called into a discussion
+STOP_SECONDS = 10.0
+# Message subtypes that are a person writing; edits, joins and deletions are not.
+_HUMAN_SUBTYPES = frozenset({None, "", "file_share", "thread_broadcast", "me_message"})
+_SEEN_CAPACITY = 10_000
+
+# <@U123>, <@W123> and <@U123|label>: user mentions as the Events API encodes them.
+_USER_MENTION = re.compile(r"<@(?P<id>[UW][A-Z0-9]+)(?:\|[^>]*)?>")
+# <!channel>, <!here>, <!everyone>, optionally with a label: <!here|here>.
+_BROADCAST = re.compile(r"<!(?P<name>channel|here|everyone)(?:\|[^>]*)?>", re.IGNORECASE)
+# <!subteam^S123> and <!subteam^S123|@platform-team>: user-group pings.
+_SUBTEAM = re.compile(r"<!subteam\^(?P<id>[A-Z0-9]+)(?:\|@?(?P<label>[^>]*))?>", re.IGNORECASE)
+# The bare words, which some renderers also turn into pings.
+_BARE_BROADCAST = re.compile(r"(?<![\w@])@(?P<name>channel|here|everyone)\b", re.IGNORECASE)
+# A zero-width space after "@" keeps the text readable and pings nobody.
+_ZWSP = "\u200b"
+
+
+# ---------------------------------------------------------------------------------------
+# pure translation functions (tested on recorded payloads in tests/data/slack/)
+
+
+def strip_mentions(text: str, bot_user_id: str | None) -> str:
+    """Remove the bot's own mentions (`<@U…>`, `<@W…>`, `<@U…|label>`); keep other people's."""
+
+    def drop(match: re.Match[str]) -> str:
+        return "" if bot_user_id is None or match.group("id") == bot_user_id else match.group(0)
+
+    if bot_user_id is None:
+        # Without the bot's id only a leading mention can safely be taken for ours.
+        stripped = _USER_MENTION.sub(drop, text, count=1) if _USER_MENTION.match(text.lstrip()) else text
+    else:
+        stripped = _USER_MENTION.sub(drop, text)
+    return re.sub(r"[ \t]{2,}", " ", stripped).strip()
+
+
+def mentions_user(text: str, user_id: str | None) -> bool:
+    """True when `text` mentions `user_id` in any of Slack's encodings."""
+    if not user_id:
+        return False
+    return any(m.group("id") == user_id for m in _USER_MENTION.finditer(text))
+
+
+def neutralize_broadcasts(text: str) -> str:
+    """Make `<!channel>`, `<!here>`, `<!everyone>` and `<!subteam^…>` readable text that pings nobody."""
+    text = _BROADCAST.sub(lambda m: f"@{_ZWSP}{m.group('name').lower()}", text)
+    text = _SUBTEAM.sub(lambda m: f"@{_ZWSP}{(m.group('label') or 'subteam').strip() or 'subteam'}", text)
+    return _BARE_BROADCAST.sub(lambda m: f"@{_ZWSP}{m.group('name')}", text)
+
+
+def render_parts(text: str, limit: int = MARKDOWN_LIMIT) -> list[str]:
+    """The Markdown parts one reply is posted as: neutralised, split outside code fences."""
+    return split_markdown(neutralize_broadcasts(text), limit) or [""]
+
+
+def is_dm(event: Mapping[str, Any]) -> bool:
+    """True for a direct message to the bot."""
+    if event.get("channel_type") == "im":
+        return True
+    return "channel_type" not in event and str(event.get("channel", "")).startswith("D")
+
+
+def is_bot_event(event: Mapping[str, Any], bot_user_id: str | None = None) -> bool:
+    """True for messages written by any bot, this one included (no reply loops)."""
+    if event.get("bot_id") or event.get("subtype") == "bot_message" or event.get("bot_profile"):
+        return True
+    return bool(bot_user_id) and event.get("user") == bot_user_id
+
+
+def is_person_message(event: Mapping[str, Any], bot_user_id: str | None = None) -> bool:
+    """True when a person wrote this (not a bot, not an edit, join or deletion)."""
+    if is_bot_event(event, bot_user_id):
+        return False
+    return event.get("subtype") in _HUMAN_SUBTYPES and bool(event.get("user"))
+
+
+def workspace_of(body: Mapping[str, Any]) -> str:
+    """The workspace (team) id the event was delivered for."""
+    event = body.get("event") or {}
+    return str(body.get("team_id") or event.get("team") or "")
+
+
+def conversation_thread(event: Mapping[str, Any]) -> str:
+    """The thread id the memory is keyed on: `thread_ts or ts`; a DM's main timeline is the DM."""
+    if event.get("thread_ts"):
+        return str(event["thread_ts"])
+    if is_dm(event):
+        return str(event["channel"])
+    return str(event["ts"])
+
+
+def reply_thread_ts(channel: str, thread: str) -> str | None:
+    """The `thread_ts` to answer in (None for a DM's main timeline)."""
+    return None if thread == channel else thread
+
+
+def message_key(event: Mapping[str, Any]) -> str:
+    """The delivery-independent id of a message: the same for retries and mention/message twins."""
+    return f"{event['channel']}:{event['ts']}"
+
+
+def event_thread_key(body: Mapping[str, Any]) -> str:
+    """The core's thread key for the conversation an event belongs to."""
+    event = body["event"]
+    return thread_key(PLATFORM, workspace_of(body), str(event["channel"]), conversation_thread(event))
+
+
+def in_thread(event: Mapping[str, Any]) -> bool:
+    """True for a reply inside a thread (not the thread's first message)."""
+    thread_ts = event.get("thread_ts")
+    return bool(thread_ts) and thread_ts != event.get("ts")
+
+
+def to_incoming(
+    body: Mapping[str, Any],
+    bot_user_id: str | None,
+    prior_context: Sequence[ContextMessage] = (),
+) -> IncomingMessage | None:
+    """Translate an `app_mention` or `message` event envelope; None when it is not a person's message."""
+    event = body.get("event") or {}
+    if event.get("type") not in ("app_mention", "message"):
+        return None
+    if not is_person_message(event, bot_user_id):
+        return None
+    channel = str(event.get("channel", ""))
+    if not channel or not event.get("ts"):
+        return None
+    return IncomingMessage(
+        platform=PLATFORM,
+        workspace=workspace_of(body),
+        channel=channel,
+        thread=conversation_thread(event),
+        user=str(event["user"]),
+        text=strip_mentions(str(event.get("text") or ""), bot_user_id),
+        event_id=message_key(event),
+        is_dm=is_dm(event),
+        prior_context=tuple(prior_context),
+    )
+
+
+def should_answer_message(
+    body: Mapping[str, Any], bot_user_id: str | None, knows_thread: Callable[[str], bool]
+) -> bool:
+    """Whether a `message` event (not `app_mention`) is for the bot: DMs and threads it has joined.
+
+    A channel message that mentions the bot is left to its `app_mention` twin.
+    """
+    event = body.get("event") or {}
+    if not is_person_message(event, bot_user_id):
+        return False
+    if is_dm(event):
+        return True
+    if mentions_user(str(event.get("text") or ""), bot_user_id):
+        return False
+    return in_thread(event) and knows_thread(event_thread_key(body))
+
+
+def needs_prior_context(body: Mapping[str, Any], knows_thread: Callable[[str], bool]) -> bool:
+    """True when mentioned inside a thread the bot has not seen (read its earlier messages once)."""
+    event = body.get("event") or {}
+    return in_thread(event) and not knows_thread(event_thread_key(body))
+
+
+def context_from_replies(
+    messages: Sequence[Mapping[str, Any]],
+    before_ts: str,
+    bot_user_id: str | None,
+) -> tuple[ContextMessage, ...]:
+    """Earlier thread messages (a `conversations.replies` page) as the core's context."""
+    context: list[ContextMessage] = []
+    for m in messages:
+        ts = str(m.get("ts", ""))
+        if not ts or float(ts) >= float(before_ts):
+            continue
+        if m.get("subtype") not in _HUMAN_SUBTYPES and m.get("subtype") != "bot_message":
+            continue
+        text = strip_mentions(str(m.get("text") or ""), bot_user_id)
+        if not text:
+            continue
+        bot = is_bot_event(m, bot_user_id)
+        who = str(m.get("user") or m.get("username") or m.get("bot_id") or "unknown")
+        context.append(ContextMessage(user=who, text=text, is_bot=bot))
+    return tuple(context)
+
+
+def slash_command_text(text: str) -> str:
+    """`/archbot todos` -> `!todos`; empty -> `!help`."""
+    text = text.strip()
+    if not text:
+        return "!help"
+    return text if text.startswith("!") else f"!{text}"
+
+
+def slash_to_incoming(payload: Mapping[str, Any]) -> IncomingMessage:
+    """Translate a `/archbot` slash command; it has no thread, so it acts on the channel's own thread."""
+    channel = str(payload["channel_id"])
+    return IncomingMessage(
+        platform=PLATFORM,
+        workspace=str(payload.get("team_id") or ""),
+        channel=channel,
+        thread=channel,
+        user=str(payload["user_id"]),
+        user_name=str(payload.get("user_name") or ""),
+        text=slash_command_text(str(payload.get("text") or "")),
+        event_id=f"slash:{payload.get('trigger_id') or ''}" if payload.get("trigger_id") else "",
+        is_dm=channel.startswith("D"),
+    )
+
+
+def is_error_reply(reply: Reply) -> bool:
+    """Replies shown only to the person who typed a slash command (errors, unknown commands)."""
+    return reply.kind == "error" or reply.text.startswith("Unknown command")
+
+
+# ---------------------------------------------------------------------------------------
+# Web API client and outbox
+
+
+def make_client(token: str, api_url: str) -> AsyncWebClient:
+    """A Web API client on `api_url` that retries connection errors and 429s (after Retry-After)."""
+    base_url = api_url if api_url.endswith("/") else f"{api_url}/"
+    client = AsyncWebClient(token=token, base_url=base_url)
+    client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
+    return client
+
+
+class SlackOutbox:
+    """Posts Markdown to Slack as `markdown_text`, split below Slack's limit."""
+
+    platform = PLATFORM
+
+    def __init__(self, client: AsyncWebClient) -> None:
+        self.client = client
+        self.workspace = ""  # the team id, known once auth.test has answered
+
+    async def post(self, channel: str, thread: str | None, text: str) -> str:
+        """Post `text` in order; return the ts of the first message (a new thread when `thread` is None)."""
+        first = ""
+        thread_ts = reply_thread_ts(channel, thread) if thread else None
+        for part in render_parts(text):
+            response = await self.client.chat_postMessage(
+                channel=channel,
+                thread_ts=thread_ts,
+                markdown_text=part,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+            ts = str(response.get("ts") or "")
+            if not first:
+                first = ts
+                # The parts of a new top-level post continue in the thread it opens.
+                if thread is None:
+                    thread_ts = ts
+        return first
+
+
+# ---------------------------------------------------------------------------------------
+# the adapter
+
+
+def _secret(value: Any, name: str) -> str:
+    raw = value.get_secret_value() if value is not None else ""
+    if not raw:
+        raise ConfigError(f"slack: {name} is not set (put it in the environment)")
+    return str(raw)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SlackApiError):
+        return f"Slack API error {exc.response.get('error', 'unknown')} (HTTP {exc.response.status_code})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class _ThinkingIndicator:
+    """assistant.threads.setStatus where the workspace allows it, else a reaction; removed after."""
+
+    def __init__(self, client: AsyncWebClient) -> None:
+        self.client = client
+        # Learned per kind of conversation (DM or channel): the API answers the same each time.
+        self.status_works: dict[bool, bool] = {}
+
+    async def start(self, channel: str, thread_ts: str | None, message_ts: str, dm: bool) -> str:
+        """Show the indicator; return how ("status", "reaction" or "")."""
+        if thread_ts and self.status_works.get(dm, True):
+            try:
+                await self.client.assistant_threads_setStatus(
+                    channel_id=channel, thread_ts=thread_ts, status=THINKING_STATUS
+                )
+                self.status_works[dm] = True
+                return "status"
+            except SlackApiError as exc:
+                log.debug("assistant status unavailable (%s); using a reaction", _describe(exc))
+                self.status_works[dm] = False
+            except SlackClientError as exc:
+                log.warning("thinking status failed: %s", _describe(exc))
+                return ""
+        try:
+            await self.client.reactions_add(channel=channel, timestamp=message_ts, name=THINKING_REACTION)
+            return "reaction"
+        except SlackClientError as exc:
+            log.warning("thinking reaction failed in %s: %s", channel, _describe(exc))
+            return ""
+
+    async def stop(self, how: str, channel: str, thread_ts: str | None, message_ts: str, posted: bool) -> None:
+        """Remove the indicator (a posted reply already clears the assistant status)."""
+        try:
+            if how == "reaction":
+                await self.client.reactions_remove(channel=channel, timestamp=message_ts, name=THINKING_REACTION)
+            elif how == "status" and not posted and thread_ts:
+                await self.client.assistant_threads_setStatus(channel_id=channel, thread_ts=thread_ts, status="")
+        except SlackClientError as exc:
+            log.warning("removing the thinking indicator in %s failed: %s", channel, _describe(exc))
+
+
+class SlackAdapter:
+    """Delivers Slack mentions, thread replies, DMs and `/archbot` to the core; posts its replies."""
+
+    platform = PLATFORM
+
+    def __init__(self, core: Core, *, host: str = "0.0.0.0") -> None:
+        self.core = core
+        self.settings = core.settings.slack
+        secrets = core.secrets
+        token = _secret(secrets.slack_bot_token, "SLACK_BOT_TOKEN")
+        self.mode = self.settings.mode
+        self.host = host
+        self.port = self.settings.port
+        self._app_token = ""
+        signing_secret = ""
+        if self.mode == "http":
+            signing_secret = _secret(secrets.slack_signing_secret, "SLACK_SIGNING_SECRET")
+        else:
+            self._app_token = _secret(secrets.slack_app_token, "SLACK_APP_TOKEN")
+        self.client = make_client(token, self.settings.api_url)
+        self.outbox = SlackOutbox(self.client)
+        self.thinking = _ThinkingIndicator(self.client)
+        self.app = AsyncApp(
+            client=self.client,
+            signing_secret=signing_secret or None,
+            request_verification_enabled=self.mode == "http",
+            process_before_response=False,
+            logger=logging.getLogger("slack_bolt.archbot"),
+        )
+        self.app.event("app_mention")(self._on_app_mention)
+        self.app.event("message")(self._on_message)
+        self.app.command(SLASH_COMMAND)(self._on_slash_command)
+        self.bot_user_id: str | None = None
+        self.bot_id: str | None = None
+        self.team_id = ""
+        self._runner: web.AppRunner | None = None
+        self._socket: Any = None
+        self._stopped = False
+        self._active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        # Messages taken in by this process: a redelivery skips the thinking indicator.
+        # The core's SQLite record is what makes delivery exactly-once.
+        self._seen: OrderedDict[str, None] = OrderedDict()
+
+    # lifecycle -------------------------------------------------------------------------
+
+    async def check(self) -> str:
+        """auth.test with the bot token; a one-line status."""
+        return await _auth_status(self.client, self.mode)
+
+    async def start(self) -> None:
+        """Learn who the bot is, then listen (HTTP server or Socket Mode connection)."""
+        try:
+            auth = await self.client.auth_test()
+        except SlackClientError as exc:
+            raise ArchbotError(f"slack: auth.test failed: {_describe(exc)}") from None
+        self.bot_user_id = str(auth.get("user_id") or "") or None
+        self.bot_id = str(auth.get("bot_id") or "") or None
+        self.team_id = str(auth.get("team_id") or "")
+        self.outbox.workspace = self.team_id
+        if self.mode == "http":
+            await self._start_http()
+        else:
+            await self._start_socket()
+
+    async def _start_http(self) -> None:
+        web_app = web.Application()
+        web_app.router.add_post(EVENTS_PATH, self._http_events)
+        self._runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=2.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            self._runner = None
+            raise ArchbotError(f"slack: cannot listen on port {self.port}: {exc.strerror}") from None
+        server = site._server
+        if server is not None and self.port == 0:
+            self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        log.info("slack: listening for Events API requests on http://%s:%d%s", self.host, self.port, EVENTS_PATH)
+
+    async def _http_events(self, request: web.Request) -> web.Response:
+        bolt_request = await to_bolt_request(request)
+        bolt_response = await self.app.async_dispatch(bolt_request)
+        return await to_aiohttp_response(bolt_response)
+
+    async def _start_socket(self) -> None:
+        from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+        self._socket = AsyncSocketModeHandler(self.app, self._app_token, web_client=self.client)
+        try:
+            await self._socket.connect_async()
+        except SlackClientError as exc:
+            await self._socket.close_async()
+            self._socket = None
+            raise ArchbotError(f"slack: Socket Mode connection failed: {_describe(exc)}") from None
+        log.info("slack: connected with Socket Mode as %s", self.bot_user_id)
+
+    async def stop(self) -> None:
+        """Stop taking events, then let in-flight replies finish posting (up to 10 s)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._socket is not None:
+            await self._socket.close_async()
+            self._socket = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        try:
+            await asyncio.wait_for(self._idle.wait(), STOP_SECONDS)
+        except TimeoutError:
+            log.warning("slack: %d replies still in flight at shutdown", self._active)
+
+    # listeners (bolt injects arguments by name) -------------------------------------------------
+
+    async def _on_app_mention(self, body: dict[str, Any]) -> None:
+        event = body.get("event") or {}
+        if not is_person_message(event, self.bot_user_id):
+            return
+        prior: tuple[ContextMessage, ...] = ()
+        if needs_prior_context(body, self.core.consultant.knows_thread):
+            prior = await self._read_thread(str(event["channel"]), str(event["thread_ts"]), str(event["ts"]))
+        msg = to_incoming(body, self.bot_user_id, prior)
+        if msg is not None:
+            await self._answer(msg, str(event["ts"]), body.get("event_id"))
+
+    async def _on_message(self, body: dict[str, Any]) -> None:
+        if not should_answer_message(body, self.bot_user_id, self.core.consultant.knows_thread):
+            return
+        msg = to_incoming(body, self.bot_user_id)
+        if msg is not None:
+            await self._answer(msg, str(body["event"]["ts"]), body.get("event_id"))
+
+    async def _on_slash_command(
+        self, ack: Callable[..., Awaitable[Any]], body: dict[str, Any], respond: Callable[..., Awaitable[Any]]
+    ) -> None:
+        await ack()
+        msg = slash_to_incoming(body)
+        try:
+            reply = await self.core.consultant.handle(msg)
+        except Exception:
+            log.exception("slack: %s failed in %s", SLASH_COMMAND, msg.thread_key)
+            await respond(text="Sorry, that command failed; the error is in the bot's log.",
+                          response_type="ephemeral")
+            return
+        if reply is None:
+            await respond(text="You can't use archbot here (see the bot's [access] settings).",
+                          response_type="ephemeral")
+            return
+        response_type = "ephemeral" if is_error_reply(reply) else "in_channel"
+        for part in render_parts(reply.text):
+            await respond(
+                text=_fallback(part),
+                blocks=[{"type": "markdown", "text": part}],
+                response_type=response_type,
+            )
+
+    # the work ------------------------------------------------------------------------------------
+
+    async def _read_thread(self, channel: str, thread_ts: str, before_ts: str) -> tuple[ContextMessage, ...]:
+        """Read a thread's earlier messages once (`conversations.replies`); empty when not allowed."""
+        try:
+            response = await self.client.conversations_replies(channel=channel, ts=thread_ts, limit=CONTEXT_LIMIT)
+        except SlackClientError as exc:
+            log.warning("slack: could not read earlier messages of %s/%s: %s", channel, thread_ts, _describe(exc))
+            return ()
+        messages = response.get("messages") or []
+        return context_from_replies(messages, before_ts, self.bot_user_id)
+
+    async def _answer(self, msg: IncomingMessage, message_ts: str, event_id: object) -> None:
+        """Run one turn with a thinking indicator and post the reply in the conversation."""
+        if msg.event_id in self._seen:
+            log.info("slack: %s (event %s) already taken in; ignoring the redelivery", msg.event_id, event_id)
+            return
+        self._remember(msg.event_id)
+        self._active += 1
+        self._idle.clear()
+        thread_ts = reply_thread_ts(msg.channel, msg.thread)
+        how = await self.thinking.start(msg.channel, thread_ts, message_ts, msg.is_dm)
+        posted = False
+        try:
+            reply = await self.core.consultant.handle(msg)
+            if reply is not None:
+                posted = await self._deliver(msg, reply)
+        except Exception:
+            # Not recorded as taken in: a retry of this event gets another chance.
+            self._seen.pop(msg.event_id, None)
+            log.exception("slack: handling %s in %s failed", event_id, msg.thread_key)
+        finally:
+            await self.thinking.stop(how, msg.channel, thread_ts, message_ts, posted)
+            self._active -= 1
+            if self._active == 0:
+                self._idle.set()
+
+    async def _deliver(self, msg: IncomingMessage, reply: Reply) -> bool:
+        try:
+            await self.outbox.post(msg.channel, msg.thread, reply.text)
+        except Exception as exc:
+            log.error(
+                "slack: posting the reply to %s failed (%s); the answer stays stored",
+                reply.thread_key,
+                _describe(exc),
+            )
+            return False
+        self.core.consultant.mark_delivered(reply)
+        return True
+
+    def _remember(self, key: str) -> None:
+        self._seen[key] = None
+        while len(self._seen) > _SEEN_CAPACITY:
+            self._seen.popitem(last=False)
+
+
+def _fallback(part: str, size: int = 300) -> str:
+    """Plain notification text for a Markdown part."""
+    flat = " ".join(part.split())
+    return flat if len(flat) <= size else f"{flat[: size - 1]}…"
+
+
+async def _auth_status(client: AsyncWebClient, mode: str) -> str:
+    try:
+        auth = await client.auth_test()
+    except SlackClientError as exc:
+        raise ArchbotError(f"auth.test failed: {_describe(exc)}") from None
+    return f"auth.test ok: @{auth.get('user')} in {auth.get('team')} ({auth.get('team_id')}), {mode} mode"
+
+
+def create_adapter(core: Core) -> SlackAdapter:
+    """Build the Slack adapter (`archbot run` calls this when [slack] enabled = true)."""
+    return SlackAdapter(core)
+
+
+async def doctor_check(settings: Settings, secrets: Secrets) -> str | None:
+    """`archbot doctor`: check the tokens for the configured mode and call auth.test."""
+    if not settings.slack.enabled:
+        return None
+    token = _secret(secrets.slack_bot_token, "SLACK_BOT_TOKEN")
+    if settings.slack.mode == "http":
+        _secret(secrets.slack_signing_secret, "SLACK_SIGNING_SECRET")
+    else:
+        _secret(secrets.slack_app_token, "SLACK_APP_TOKEN")
+    return await _auth_status(make_client(token, settings.slack.api_url), settings.slack.mode)

@@ -1,0 +1,570 @@
+"""The GitHub client: githubkit (async, typed) behind one small class.
+
+Every request carries a pinned `X-GitHub-Api-Version` (githubkit's versioned
+namespace sets it). GET responses with an ETag or Last-Modified are kept in the
+`http_cache` table of archbot's SQLite database and revalidated with
+conditional requests, so a repeated read costs no rate limit and the cache
+survives a restart. Rate limits become a `ToolError` at once (a chat turn must
+never wait for a reset); at most a few requests are in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+import httpx
+from githubkit import GitHub
+from githubkit.exception import (
+    GitHubException,
+    RateLimitExceeded,
+    RequestError,
+    RequestFailed,
+    RequestTimeout,
+)
+from githubkit.retry import RetryOption
+from githubkit.throttling import LocalThrottler
+from pydantic import ValidationError
+
+from bot.errors import ArchbotError, ToolError
+
+if TYPE_CHECKING:
+    from githubkit_schemas.v2026_03_10.models import (
+        Commit,
+        ContentDirectoryItems,
+        ContentFile,
+        ContentSubmodule,
+        ContentSymlink,
+        DiffEntry,
+        FullRepository,
+        IssueSearchResultItem,
+        SearchCodeGetResponse200,
+    )
+    from githubkit_schemas.v2026_03_10.rest import RestNamespace
+
+    from bot.settings import GitHubSettings, Secrets, Settings
+    from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+API_VERSION: Literal["2026-03-10"] = "2026-03-10"  # sent as X-GitHub-Api-Version on every request
+MAX_CONCURRENT_REQUESTS = 4  # GitHub's secondary limits punish bursts
+MAX_RETRY_WAIT = timedelta(seconds=3)  # never let a turn sleep longer than this
+REQUEST_TIMEOUT = 15.0
+CACHE_MAX_ROWS = 5000
+TEXT_MATCH = "application/vnd.github.text-match+json"
+REPO_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
+
+_DROP_HEADERS = {"content-encoding", "content-length", "transfer-encoding", "connection"}
+
+
+def valid_repo_name(repo: str) -> bool:
+    """True when `repo` has the shape owner/name GitHub accepts."""
+    return bool(REPO_RE.match(repo)) and not repo.endswith((".", "/"))
+
+
+def split_repo(repo: str) -> tuple[str, str]:
+    """'owner/name' -> ('owner', 'name'); ToolError on a bad shape."""
+    if not valid_repo_name(repo):
+        raise ToolError(f"{repo!r} is not a repository name: use owner/name, e.g. acme/trading.")
+    owner, name = repo.split("/", 1)
+    return owner, name
+
+
+# -- HTTP cache ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CachedResponse:
+    """One stored response: validators plus what is needed to replay it."""
+
+    etag: str | None
+    last_modified: str | None
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+class HttpCache:
+    """The `http_cache` table, used on the event loop's thread through the Store's connection."""
+
+    def __init__(self, store: Store, max_rows: int = CACHE_MAX_ROWS) -> None:
+        self.store = store
+        self.max_rows = max_rows
+        self._puts = 0
+
+    def get(self, key: str) -> CachedResponse | None:
+        """The stored response for a cache key, if any."""
+        row = self.store.conn.execute(
+            "SELECT etag, last_modified, status, headers, body FROM http_cache WHERE url = ?",
+            (key,),
+        ).fetchone()
+        if row is None:
+            return None
+        headers = [(str(k), str(v)) for k, v in json.loads(row[3])]
+        return CachedResponse(row[0], row[1], int(row[2]), headers, bytes(row[4]))
+
+    def put(self, key: str, response: CachedResponse) -> None:
+        """Store (or replace) a response; old rows are pruned now and then."""
+        self.store.conn.execute(
+            "INSERT INTO http_cache (url, etag, last_modified, status, headers, body, fetched_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(url) DO UPDATE SET etag = excluded.etag,"
+            " last_modified = excluded.last_modified, status = excluded.status,"
+            " headers = excluded.headers, body = excluded.body, fetched_at = excluded.fetched_at",
+            (
+                key,
+                response.etag,
+                response.last_modified,
+                response.status,
+                json.dumps(response.headers),
+                response.body,
+                _now(),
+            ),
+        )
+        self._puts += 1
+        if self._puts % 100 == 0:
+            self.prune()
+
+    def touch(self, key: str) -> None:
+        """Record that a stored response was just revalidated."""
+        self.store.conn.execute("UPDATE http_cache SET fetched_at = ? WHERE url = ?", (_now(), key))
+
+    def prune(self) -> None:
+        """Keep only the most recently used `max_rows` responses."""
+        self.store.conn.execute(
+            "DELETE FROM http_cache WHERE url NOT IN"
+            " (SELECT url FROM http_cache ORDER BY fetched_at DESC LIMIT ?)",
+            (self.max_rows,),
+        )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def cache_key(request: httpx.Request) -> str:
+    """URL plus the headers the response varies on (media type, API version)."""
+    accept = request.headers.get("accept", "")
+    version = request.headers.get("x-github-api-version", "")
+    return f"{request.url} accept={accept} version={version}"
+
+
+class ConditionalCacheTransport(httpx.AsyncBaseTransport):
+    """Adds If-None-Match / If-Modified-Since to GETs we have seen, replays the body on 304.
+
+    githubkit's own cache (hishel) would keep its own database; this keeps
+    the cache in archbot's SQLite file, next to everything else.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, cache: HttpCache | None) -> None:
+        self.inner = inner
+        self.cache = cache
+        self.hits = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send the request, conditionally when a validator is stored."""
+        if self.cache is None or request.method != "GET":
+            return await self.inner.handle_async_request(request)
+        key = cache_key(request)
+        cached = self.cache.get(key)
+        if cached is not None:
+            if cached.etag:
+                request.headers["If-None-Match"] = cached.etag
+            if cached.last_modified:
+                request.headers["If-Modified-Since"] = cached.last_modified
+        response = await self.inner.handle_async_request(request)
+        if response.status_code == 304 and cached is not None:
+            await response.aclose()
+            self.cache.touch(key)
+            self.hits += 1
+            log.debug("github cache: 304 for %s", request.url.path)
+            headers = [(k, v) for k, v in cached.headers]
+            # Fresh rate-limit headers matter more than the stored ones.
+            fresh = {k.lower(): v for k, v in response.headers.items() if k.lower().startswith("x-ratelimit")}
+            headers = [(k, v) for k, v in headers if k.lower() not in fresh] + list(fresh.items())
+            return httpx.Response(
+                cached.status, headers=headers, content=cached.body, request=request
+            )
+        etag = response.headers.get("etag")
+        last_modified = response.headers.get("last-modified")
+        if response.status_code != 200 or not (etag or last_modified):
+            return response
+        try:
+            body = await response.aread()
+        finally:
+            await response.aclose()
+        headers = [(k, v) for k, v in response.headers.items() if k.lower() not in _DROP_HEADERS]
+        self.cache.put(key, CachedResponse(etag, last_modified, 200, headers, body))
+        return httpx.Response(200, headers=headers, content=body, request=request)
+
+    async def aclose(self) -> None:
+        """githubkit closes its per-request clients (and so this transport) after each call: keep the pool."""
+
+    async def close_inner(self) -> None:
+        """Really close the connection pool (at shutdown)."""
+        await self.inner.aclose()
+
+
+# -- retries -----------------------------------------------------------------------------
+
+
+class BoundedRetry:
+    """Retry a rate limit only when the wait is a few seconds; a 5xx once after a second."""
+
+    def __init__(self, max_wait: timedelta = MAX_RETRY_WAIT) -> None:
+        self.max_wait = max_wait
+
+    def __call__(self, exc: GitHubException, retry_count: int) -> RetryOption:
+        """githubkit's retry decision hook."""
+        if retry_count >= 1:
+            return RetryOption(False)
+        if isinstance(exc, RateLimitExceeded):
+            if exc.retry_after <= self.max_wait:
+                return RetryOption(True, exc.retry_after)
+            return RetryOption(False)
+        if isinstance(exc, RequestFailed) and exc.response.status_code >= 500:
+            return RetryOption(True, timedelta(seconds=1))
+        return RetryOption(False)
+
+
+# -- errors ------------------------------------------------------------------------------
+
+
+def _wait_text(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds >= 120:
+        return f"about {seconds // 60} minutes"
+    return f"about {max(seconds, 1)} seconds"
+
+
+def describe_github_error(exc: Exception, what: str) -> ToolError:
+    """Turn a githubkit failure into a short message the model (and users) can act on."""
+    if isinstance(exc, RateLimitExceeded):
+        kind = "secondary" if type(exc).__name__.startswith("Secondary") else "primary"
+        return ToolError(
+            f"GitHub rate limit reached ({kind} limit) while {what}; it resets in "
+            f"{_wait_text(exc.retry_after)}. Do not call the GitHub tools again in this turn: "
+            "answer with what you already have and say what you could not check."
+        )
+    if isinstance(exc, RequestFailed):
+        status = exc.response.status_code
+        message = _error_message(exc)
+        if status == 401:
+            return ToolError(f"GitHub rejected the token (401) while {what}: check GITHUB_TOKEN.")
+        if status == 403:
+            return ToolError(
+                f"GitHub refused access (403) while {what}: the token lacks permission{message}."
+            )
+        if status == 404:
+            return ToolError(
+                f"Not found on GitHub (404) while {what}: check the repository, path and ref "
+                "(or the token cannot see this repository)."
+            )
+        if status == 422:
+            return ToolError(f"GitHub could not process the request (422) while {what}{message}.")
+        return ToolError(f"GitHub answered {status} while {what}{message}.")
+    if isinstance(exc, RequestTimeout):
+        return ToolError(f"GitHub did not answer in time while {what}.")
+    if isinstance(exc, RequestError):
+        return ToolError(f"GitHub cannot be reached while {what} ({type(exc.exc).__name__}).")
+    if isinstance(exc, ValidationError):
+        return ToolError(f"GitHub sent a response of an unexpected shape while {what}.")
+    return ToolError(f"GitHub request failed while {what} ({type(exc).__name__}).")
+
+
+def _error_message(exc: RequestFailed) -> str:
+    try:
+        data = json.loads(exc.response.raw_response.content or b"{}")
+    except (ValueError, httpx.ResponseNotRead):
+        return ""
+    message = data.get("message") if isinstance(data, dict) else None
+    return f": {str(message)[:200]}" if message else ""
+
+
+# -- the client ------------------------------------------------------------------------------
+
+
+@dataclass
+class MergedPull:
+    """A pull request merged in the window, with the paths it touched."""
+
+    number: int
+    title: str
+    author: str
+    merged_at: str
+    html_url: str
+    files: list[str] = field(default_factory=list)
+    more_files: int = 0
+
+
+@dataclass
+class CommitInfo:
+    """A commit in the window."""
+
+    sha: str
+    headline: str
+    author: str
+    date: str
+    html_url: str
+    files: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Activity:
+    """A repository's recent changes (used by recent_changes and the weekly check-in)."""
+
+    repo: str
+    since: datetime
+    path: str | None
+    pulls: list[MergedPull]
+    commits: list[CommitInfo]
+    pulls_total: int
+    commits_truncated: bool
+    notes: list[str] = field(default_factory=list)
+
+
+class GitHubClient:
+    """Read-only access to the GitHub REST API for the repository tools and check-ins."""
+
+    def __init__(
+        self,
+        settings: GitHubSettings,
+        token: str | None,
+        store: Store | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.has_token = bool(token)
+        self.cache = HttpCache(store) if store is not None else None
+        inner = transport or httpx.AsyncHTTPTransport(retries=1)
+        self.transport = ConditionalCacheTransport(inner, self.cache)
+        self._github: GitHub[Any] = GitHub(
+            token or None,
+            base_url=settings.api_url,
+            user_agent="archbot (+https://github.com/archbot)",
+            timeout=REQUEST_TIMEOUT,
+            async_transport=self.transport,
+            http_cache=False,  # our conditional cache lives in archbot's SQLite instead
+            throttler=LocalThrottler(MAX_CONCURRENT_REQUESTS),
+            auto_retry=BoundedRetry(),
+            follow_redirects=True,
+        )
+        self.rest: RestNamespace = self._github.rest(API_VERSION)
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self.transport.close_inner()
+
+    @asynccontextmanager
+    async def _errors(self, what: str) -> AsyncIterator[None]:
+        try:
+            yield
+        except ArchbotError:
+            raise
+        except (GitHubException, ValidationError) as exc:
+            log.info("github: %s failed: %r", what, exc)
+            raise describe_github_error(exc, what) from None
+
+    async def repository(self, repo: str) -> FullRepository:
+        """GET /repos/{owner}/{repo}."""
+        owner, name = split_repo(repo)
+        async with self._errors(f"reading repository {repo}"):
+            resp = await self.rest.repos.async_get(owner, name)
+            return resp.parsed_data
+
+    async def search_code(self, repo: str, query: str, per_page: int = 10) -> SearchCodeGetResponse200:
+        """Code search scoped to one repository, with text-match fragments."""
+        owner, name = split_repo(repo)
+        q = f"{query.strip()} repo:{owner}/{name}"
+        async with self._errors(f"searching code in {repo}"):
+            resp = await self.rest.search.async_code(
+                q=q, per_page=per_page, headers={"Accept": TEXT_MATCH}
+            )
+            return resp.parsed_data
+
+    async def get_content(
+        self, repo: str, path: str, ref: str | None = None
+    ) -> ContentFile | list[ContentDirectoryItems] | ContentSymlink | ContentSubmodule:
+        """GET /repos/{owner}/{repo}/contents/{path} (a file, a directory listing, ...)."""
+        owner, name = split_repo(repo)
+        clean = path.strip().strip("/")
+        where = f"reading {repo}/{clean}" + (f"@{ref}" if ref else "")
+        async with self._errors(where):
+            if ref:
+                resp = await self.rest.repos.async_get_content(owner, name, clean, ref=ref)
+            else:
+                resp = await self.rest.repos.async_get_content(owner, name, clean)
+            return resp.parsed_data
+
+    async def merged_pulls(self, repo: str, since: datetime, per_page: int = 30) -> tuple[int, list[IssueSearchResultItem]]:
+        """Pull requests merged since a moment (search API), newest first; (total, items)."""
+        owner, name = split_repo(repo)
+        q = f"repo:{owner}/{name} is:pr is:merged merged:>={since.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        async with self._errors(f"listing merged pull requests of {repo}"):
+            resp = await self.rest.search.async_issues_and_pull_requests(
+                q=q, sort="updated", order="desc", per_page=per_page
+            )
+            data = resp.parsed_data
+            return data.total_count, list(data.items)
+
+    async def pull_files(self, repo: str, number: int) -> list[DiffEntry]:
+        """Files a pull request touched (first 100)."""
+        owner, name = split_repo(repo)
+        async with self._errors(f"listing files of pull request #{number} in {repo}"):
+            resp = await self.rest.pulls.async_list_files(owner, name, number, per_page=100)
+            return list(resp.parsed_data)
+
+    async def commits(
+        self, repo: str, since: datetime, path: str | None = None, per_page: int = 30
+    ) -> list[Commit]:
+        """Commits on the default branch since a moment, optionally touching `path`."""
+        owner, name = split_repo(repo)
+        async with self._errors(f"listing commits of {repo}"):
+            if path:
+                resp = await self.rest.repos.async_list_commits(
+                    owner, name, since=since, path=path, per_page=per_page
+                )
+            else:
+                resp = await self.rest.repos.async_list_commits(
+                    owner, name, since=since, per_page=per_page
+                )
+            return list(resp.parsed_data)
+
+    async def commit(self, repo: str, sha: str) -> Commit:
+        """One commit with its files."""
+        owner, name = split_repo(repo)
+        async with self._errors(f"reading commit {sha[:7]} of {repo}"):
+            resp = await self.rest.repos.async_get_commit(owner, name, sha)
+            return resp.parsed_data
+
+    async def recent_activity(
+        self, repo: str, since: datetime, path: str | None = None, detail_limit: int = 8
+    ) -> Activity:
+        """Merged PRs and commits since `since`, with touched paths for the newest ones."""
+        commits = await self.commits(repo, since, path)
+        pulls_total, items = await self.merged_pulls(repo, since)
+        notes: list[str] = []
+        pulls: list[MergedPull] = []
+        for item in items:
+            merged_at = None
+            if item.pull_request and item.pull_request.merged_at:
+                merged_at = item.pull_request.merged_at
+            pulls.append(
+                MergedPull(
+                    number=item.number,
+                    title=item.title,
+                    author=item.user.login if item.user else "unknown",
+                    merged_at=(merged_at or item.closed_at or item.updated_at).isoformat(),
+                    html_url=item.html_url,
+                )
+            )
+        detailed = pulls[:detail_limit]
+        file_lists = await asyncio.gather(
+            *(self.pull_files(repo, p.number) for p in detailed), return_exceptions=True
+        )
+        for pull, files in zip(detailed, file_lists, strict=True):
+            if isinstance(files, ToolError):
+                notes.append(f"files of #{pull.number} unavailable: {files}")
+                continue
+            if isinstance(files, BaseException):
+                raise files
+            pull.files = [f.filename for f in files[:20]]
+            pull.more_files = max(0, len(files) - 20)
+        if path:
+            prefix = path.strip("/")
+            pulls = [
+                p
+                for p in pulls
+                if p in detailed and any(f == prefix or f.startswith(prefix + "/") for f in p.files)
+            ]
+        infos = [
+            CommitInfo(
+                sha=c.sha,
+                headline=(c.commit.message or "").splitlines()[0] if c.commit.message else "",
+                author=_commit_author(c),
+                date=_commit_date(c),
+                html_url=c.html_url,
+            )
+            for c in commits
+        ]
+        # Touched paths of commits not already described by a pull request.
+        detail = [i for i in infos if not _is_merge_headline(i.headline)][: max(0, detail_limit // 2)]
+        details = await asyncio.gather(
+            *(self.commit(repo, i.sha) for i in detail), return_exceptions=True
+        )
+        for info, full in zip(detail, details, strict=True):
+            if isinstance(full, ToolError):
+                notes.append(f"files of {info.sha[:7]} unavailable: {full}")
+                continue
+            if isinstance(full, BaseException):
+                raise full
+            info.files = [f.filename for f in (full.files or [])[:20]]
+        return Activity(
+            repo=repo,
+            since=since,
+            path=path,
+            pulls=pulls,
+            commits=infos,
+            pulls_total=pulls_total,
+            commits_truncated=len(commits) >= 30,
+            notes=notes,
+        )
+
+
+def _commit_author(c: Commit) -> str:
+    if c.author is not None and getattr(c.author, "login", None):
+        return str(getattr(c.author, "login", ""))
+    git_author = c.commit.author
+    return (git_author.name if git_author and git_author.name else None) or "unknown"
+
+
+def _commit_date(c: Commit) -> str:
+    for person in (c.commit.committer, c.commit.author):
+        if person is not None and person.date:
+            value = person.date
+            return value.isoformat() if isinstance(value, datetime) else str(value)
+    return ""
+
+
+def _is_merge_headline(headline: str) -> bool:
+    return headline.startswith("Merge pull request #") or headline.startswith("Merge branch ")
+
+
+def create_client(settings: Settings, secrets: Secrets, store: Store | None) -> GitHubClient:
+    """The client the composition root puts into `Services.github`."""
+    token = secrets.github_token.get_secret_value() if secrets.github_token else None
+    return GitHubClient(settings.github, token, store)
+
+
+async def doctor_check(settings: Settings, secrets: Secrets) -> str | None:
+    """`archbot doctor`: reach GitHub and the default repository (None when not configured)."""
+    token = secrets.github_token.get_secret_value() if secrets.github_token else None
+    repo = settings.github.default_repo
+    if not repo and not token:
+        return None
+    client = GitHubClient(settings.github, token, None)
+    try:
+        if repo:
+            try:
+                info = await client.repository(repo)
+            except ToolError as exc:
+                raise ArchbotError(str(exc)) from None
+            visibility = "private" if info.private else "public"
+            auth = "with GITHUB_TOKEN" if token else "without a token (code search needs one)"
+            return f"{info.full_name} reachable ({visibility}, default branch {info.default_branch}) {auth}"
+        try:
+            resp = await client.rest.rate_limit.async_get()
+        except (GitHubException, ValidationError) as exc:
+            raise ArchbotError(str(describe_github_error(exc, "checking the token"))) from None
+        core = resp.parsed_data.resources.core
+        return f"token accepted ({core.remaining}/{core.limit} requests left this hour); no default_repo set"
+    finally:
+        await client.aclose()

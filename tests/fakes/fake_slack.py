@@ -1,0 +1,264 @@
+"""A fake Slack Web API (and Socket Mode endpoint) on 127.0.0.1 that slack-sdk talks to.
+
+Every call is recorded (method, merged arguments from query string, form and
+JSON body, headers). Query strings are stripped from the method name, since
+slack-sdk sends some arguments there (`auth.test?team_id=`, `reactions.add?…`).
+`fail_next` scripts errors such as a 429 with Retry-After. Response URLs of
+slash commands (`/commands/...`) are recorded too. `send_socket_event` pushes
+an Events API envelope to connected Socket Mode clients and records their acks.
+
+Serve it with `tests.fakes.fake_anthropic.ServerThread(FakeSlack().app())`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import itertools
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+BOT_USER_ID = "U0BOT0001"
+BOT_ID = "B0BOT0001"
+TEAM_ID = "T0TEAM001"
+
+
+@dataclass
+class SlackCall:
+    method: str
+    args: dict[str, Any]
+    headers: dict[str, str]
+    status: int = 200
+    at: float = 0.0
+
+
+@dataclass
+class FakeSlack:
+    bot_user_id: str = BOT_USER_ID
+    bot_id: str = BOT_ID
+    team_id: str = TEAM_ID
+    assistant_status_supported: bool = False
+    calls: list[SlackCall] = field(default_factory=list)
+    responses: list[SlackCall] = field(default_factory=list)  # posts to response_url
+    socket_acks: list[dict[str, Any]] = field(default_factory=list)
+    # (channel, thread_ts) -> messages returned by conversations.replies
+    threads: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    _failures: dict[str, deque[tuple[int, dict[str, Any], dict[str, str]]]] = field(default_factory=dict)
+    _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _sockets: list[web.WebSocketResponse] = field(default_factory=list)
+    _loop: asyncio.AbstractEventLoop | None = None
+    url: str = ""
+
+    # scripting -----------------------------------------------------------------------
+
+    def fail_next(
+        self, method: str, status: int = 429, *, error: str = "ratelimited", retry_after: int = 1, count: int = 1
+    ) -> None:
+        """The next `count` calls of `method` fail (429 carries Retry-After)."""
+        headers = {"Retry-After": str(retry_after)} if status == 429 else {}
+        with self._lock:
+            queue = self._failures.setdefault(method, deque())
+            for _ in range(count):
+                queue.append((status, {"ok": False, "error": error}, headers))
+
+    def calls_of(self, method: str) -> list[SlackCall]:
+        """Recorded calls of one Web API method (successful or not)."""
+        with self._lock:
+            return [c for c in self.calls if c.method == method]
+
+    def posts(self, *, channel: str | None = None, thread_ts: str | None = None) -> list[SlackCall]:
+        """Successful chat.postMessage calls, optionally in one channel or thread."""
+        return [
+            c
+            for c in self.calls_of("chat.postMessage")
+            if c.status == 200
+            and (channel is None or c.args.get("channel") == channel)
+            and (thread_ts is None or c.args.get("thread_ts") == thread_ts)
+        ]
+
+    # server ------------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/api/{method}", self._api)
+        app.router.add_get("/api/{method}", self._api)
+        app.router.add_post("/commands/{rest:.*}", self._response_url)
+        app.router.add_get("/socket", self._socket)
+        app.on_startup.append(self._remember_loop)
+        app.on_shutdown.append(self._close_sockets)
+        return app
+
+    async def _remember_loop(self, app: web.Application) -> None:
+        self._loop = asyncio.get_running_loop()
+
+    async def _close_sockets(self, app: web.Application) -> None:
+        for ws in list(self._sockets):
+            await ws.close()
+
+    async def _args(self, request: web.Request) -> dict[str, Any]:
+        args: dict[str, Any] = dict(request.query)
+        if request.content_type == "application/json":
+            raw = await request.read()
+            if raw:
+                args.update(json.loads(raw))
+        elif request.can_read_body:
+            form = await request.post()
+            args.update({k: v for k, v in form.items() if isinstance(v, str)})
+        return args
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"].split("?", 1)[0]
+        args = await self._args(request)
+        call = SlackCall(method, args, dict(request.headers), at=time.monotonic())
+        with self._lock:
+            queue = self._failures.get(method)
+            failure = queue.popleft() if queue else None
+            self.calls.append(call)
+        if failure is not None:
+            status, body, headers = failure
+            call.status = status
+            return web.json_response(body, status=200 if status == 200 else status, headers=headers)
+        body = self._answer(method, args)
+        if not body.get("ok"):
+            call.status = 400  # an API error (HTTP 200 with ok=false on the wire)
+        return web.json_response(body)
+
+    def _next_ts(self) -> str:
+        return f"{int(time.time())}.{next(self._ts):06d}"
+
+    def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        if method == "auth.test":
+            return {
+                "ok": True,
+                "url": "https://acme.slack.com/",
+                "team": "Acme",
+                "user": "archbot",
+                "team_id": self.team_id,
+                "user_id": self.bot_user_id,
+                "bot_id": self.bot_id,
+                "is_enterprise_install": False,
+            }
+        if method == "chat.postMessage":
+            ts = self._next_ts()
+            message = {"type": "message", "user": self.bot_user_id, "bot_id": self.bot_id, "ts": ts,
+                       "text": args.get("markdown_text") or args.get("text") or ""}
+            if args.get("thread_ts"):
+                message["thread_ts"] = args["thread_ts"]
+            return {"ok": True, "channel": args.get("channel"), "ts": ts, "message": message}
+        if method == "conversations.replies":
+            messages = self.threads.get((str(args.get("channel")), str(args.get("ts"))))
+            if messages is None:
+                return {"ok": False, "error": "thread_not_found"}
+            return {"ok": True, "messages": messages, "has_more": False,
+                    "response_metadata": {"next_cursor": ""}}
+        if method in ("reactions.add", "reactions.remove"):
+            return {"ok": True}
+        if method == "assistant.threads.setStatus":
+            if self.assistant_status_supported:
+                return {"ok": True}
+            return {"ok": False, "error": "not_allowed_token_type"}
+        if method == "apps.connections.open":
+            return {"ok": True, "url": self.url.replace("http://", "ws://") + "/socket"}
+        return {"ok": False, "error": "unknown_method"}
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        with self._lock:
+            self.responses.append(
+                SlackCall(request.path, json.loads(raw or b"{}"), dict(request.headers), at=time.monotonic())
+            )
+        return web.Response(text="ok")
+
+    # Socket Mode ---------------------------------------------------------------------------
+
+    async def _socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self._sockets.append(ws)
+        await ws.send_json({"type": "hello", "num_connections": 1,
+                            "debug_info": {"host": "fake", "approximate_connection_time": 3600},
+                            "connection_info": {"app_id": "A0APP0001"}})
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    with self._lock:
+                        self.socket_acks.append(json.loads(msg.data))
+        finally:
+            self._sockets.remove(ws)
+        return ws
+
+    @property
+    def socket_connected(self) -> bool:
+        """True when a Socket Mode client is connected."""
+        return bool(self._sockets)
+
+    def send_socket_event(self, body: dict[str, Any], envelope_id: str, retry_attempt: int = 0) -> None:
+        """Push one Events API envelope over every connected Socket Mode connection."""
+        envelope = {
+            "envelope_id": envelope_id,
+            "payload": body,
+            "type": "events_api",
+            "accepts_response_payload": False,
+            "retry_attempt": retry_attempt,
+            "retry_reason": "timeout" if retry_attempt else "",
+        }
+        assert self._loop is not None
+
+        async def send() -> None:
+            for ws in list(self._sockets):
+                await ws.send_json(envelope)
+
+        asyncio.run_coroutine_threadsafe(send(), self._loop).result(5)
+
+
+# Events API requests, as Slack sends them ---------------------------------------------------
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "slack"
+_event_seq = itertools.count(1)
+
+
+def load_payload(name: str) -> dict[str, Any]:
+    """A recorded payload from tests/data/slack/NAME.json."""
+    with (DATA_DIR / f"{name}.json").open() as fh:
+        data: dict[str, Any] = json.load(fh)
+    return data
+
+
+def event_body(template: str, **event: Any) -> dict[str, Any]:
+    """A recorded envelope with fresh `event_id` and `ts` (unless given) and event fields replaced.
+
+    Pass `thread_ts=None` to drop a field.
+    """
+    body = load_payload(template)
+    n = next(_event_seq)
+    body["event_id"] = event.pop("event_id", f"Ev{int(time.time())}{n:05d}")
+    inner = body["event"]
+    ts = event.pop("ts", f"{int(time.time())}.{n:06d}")
+    inner["ts"] = inner["event_ts"] = ts
+    for key, value in event.items():
+        if value is None:
+            inner.pop(key, None)
+        else:
+            inner[key] = value
+    return body
+
+
+def signed_headers(secret: str, body: bytes, timestamp: int | None = None, *,
+                   content_type: str = "application/json") -> dict[str, str]:
+    """Headers of a request signed like Slack does: v0=HMAC-SHA256(secret, "v0:{ts}:{body}")."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()
+    return {
+        "Content-Type": content_type,
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": f"v0={digest}",
+    }
