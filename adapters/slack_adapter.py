@@ -71,7 +71,9 @@ def strip_mentions(text: str, bot_user_id: str | None) -> str:
 
     if bot_user_id is None:
         # Without the bot's id only a leading mention can safely be taken for ours.
-        stripped = _USER_MENTION.sub(drop, text, count=1) if _USER_MENTION.match(text.lstrip()) else text
+        stripped = (
+            _USER_MENTION.sub(drop, text, count=1) if _USER_MENTION.match(text.lstrip()) else text
+        )
     else:
         stripped = _USER_MENTION.sub(drop, text)
     return re.sub(r"[ \t]{2,}", " ", stripped).strip()
@@ -87,7 +89,9 @@ def mentions_user(text: str, user_id: str | None) -> bool:
 def neutralize_broadcasts(text: str) -> str:
     """Make `<!channel>`, `<!here>`, `<!everyone>` and `<!subteam^…>` readable text that pings nobody."""
     text = _BROADCAST.sub(lambda m: f"@{_ZWSP}{m.group('name').lower()}", text)
-    text = _SUBTEAM.sub(lambda m: f"@{_ZWSP}{(m.group('label') or 'subteam').strip() or 'subteam'}", text)
+    text = _SUBTEAM.sub(
+        lambda m: f"@{_ZWSP}{(m.group('label') or 'subteam').strip() or 'subteam'}", text
+    )
     return _BARE_BROADCAST.sub(lambda m: f"@{_ZWSP}{m.group('name')}", text)
 
 
@@ -145,7 +149,9 @@ def message_key(event: Mapping[str, Any]) -> str:
 def event_thread_key(body: Mapping[str, Any]) -> str:
     """The core's thread key for the conversation an event belongs to."""
     event = body["event"]
-    return thread_key(PLATFORM, workspace_of(body), str(event["channel"]), conversation_thread(event))
+    return thread_key(
+        PLATFORM, workspace_of(body), str(event["channel"]), conversation_thread(event)
+    )
 
 
 def in_thread(event: Mapping[str, Any]) -> bool:
@@ -338,19 +344,27 @@ class _ThinkingIndicator:
                 log.warning("thinking status failed: %s", _describe(exc))
                 return ""
         try:
-            await self.client.reactions_add(channel=channel, timestamp=message_ts, name=THINKING_REACTION)
+            await self.client.reactions_add(
+                channel=channel, timestamp=message_ts, name=THINKING_REACTION
+            )
             return "reaction"
         except SlackClientError as exc:
             log.warning("thinking reaction failed in %s: %s", channel, _describe(exc))
             return ""
 
-    async def stop(self, how: str, channel: str, thread_ts: str | None, message_ts: str, posted: bool) -> None:
+    async def stop(
+        self, how: str, channel: str, thread_ts: str | None, message_ts: str, posted: bool
+    ) -> None:
         """Remove the indicator (a posted reply already clears the assistant status)."""
         try:
             if how == "reaction":
-                await self.client.reactions_remove(channel=channel, timestamp=message_ts, name=THINKING_REACTION)
+                await self.client.reactions_remove(
+                    channel=channel, timestamp=message_ts, name=THINKING_REACTION
+                )
             elif how == "status" and not posted and thread_ts:
-                await self.client.assistant_threads_setStatus(channel_id=channel, thread_ts=thread_ts, status="")
+                await self.client.assistant_threads_setStatus(
+                    channel_id=channel, thread_ts=thread_ts, status=""
+                )
         except SlackClientError as exc:
             log.warning("removing the thinking indicator in %s failed: %s", channel, _describe(exc))
 
@@ -432,11 +446,18 @@ class SlackAdapter:
         except OSError as exc:
             await self._runner.cleanup()
             self._runner = None
-            raise ArchbotError(f"slack: cannot listen on port {self.port}: {exc.strerror}") from None
+            raise ArchbotError(
+                f"slack: cannot listen on port {self.port}: {exc.strerror}"
+            ) from None
         server = site._server
         if server is not None and self.port == 0:
             self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-        log.info("slack: listening for Events API requests on http://%s:%d%s", self.host, self.port, EVENTS_PATH)
+        log.info(
+            "slack: listening for Events API requests on http://%s:%d%s",
+            self.host,
+            self.port,
+            EVENTS_PATH,
+        )
 
     async def _http_events(self, request: web.Request) -> web.Response:
         bolt_request = await to_bolt_request(request)
@@ -479,7 +500,9 @@ class SlackAdapter:
             return
         prior: tuple[ContextMessage, ...] = ()
         if needs_prior_context(body, self.core.consultant.knows_thread):
-            prior = await self._read_thread(str(event["channel"]), str(event["thread_ts"]), str(event["ts"]))
+            prior = await self._read_thread(
+                str(event["channel"]), str(event["thread_ts"]), str(event["ts"])
+            )
         msg = to_incoming(body, self.bot_user_id, prior)
         if msg is not None:
             await self._answer(msg, str(event["ts"]), body.get("event_id"))
@@ -492,7 +515,10 @@ class SlackAdapter:
             await self._answer(msg, str(body["event"]["ts"]), body.get("event_id"))
 
     async def _on_slash_command(
-        self, ack: Callable[..., Awaitable[Any]], body: dict[str, Any], respond: Callable[..., Awaitable[Any]]
+        self,
+        ack: Callable[..., Awaitable[Any]],
+        body: dict[str, Any],
+        respond: Callable[..., Awaitable[Any]],
     ) -> None:
         await ack()
         msg = slash_to_incoming(body)
@@ -500,12 +526,16 @@ class SlackAdapter:
             reply = await self.core.consultant.handle(msg)
         except Exception:
             log.exception("slack: %s failed in %s", SLASH_COMMAND, msg.thread_key)
-            await respond(text="Sorry, that command failed; the error is in the bot's log.",
-                          response_type="ephemeral")
+            await respond(
+                text="Sorry, that command failed; the error is in the bot's log.",
+                response_type="ephemeral",
+            )
             return
         if reply is None:
-            await respond(text="You can't use archbot here (see the bot's [access] settings).",
-                          response_type="ephemeral")
+            await respond(
+                text="You can't use archbot here (see the bot's [access] settings).",
+                response_type="ephemeral",
+            )
             return
         response_type = "ephemeral" if is_error_reply(reply) else "in_channel"
         for part in render_parts(reply.text):
@@ -517,12 +547,21 @@ class SlackAdapter:
 
     # the work ------------------------------------------------------------------------------------
 
-    async def _read_thread(self, channel: str, thread_ts: str, before_ts: str) -> tuple[ContextMessage, ...]:
+    async def _read_thread(
+        self, channel: str, thread_ts: str, before_ts: str
+    ) -> tuple[ContextMessage, ...]:
         """Read a thread's earlier messages once (`conversations.replies`); empty when not allowed."""
         try:
-            response = await self.client.conversations_replies(channel=channel, ts=thread_ts, limit=CONTEXT_LIMIT)
+            response = await self.client.conversations_replies(
+                channel=channel, ts=thread_ts, limit=CONTEXT_LIMIT
+            )
         except SlackClientError as exc:
-            log.warning("slack: could not read earlier messages of %s/%s: %s", channel, thread_ts, _describe(exc))
+            log.warning(
+                "slack: could not read earlier messages of %s/%s: %s",
+                channel,
+                thread_ts,
+                _describe(exc),
+            )
             return ()
         messages = response.get("messages") or []
         return context_from_replies(messages, before_ts, self.bot_user_id)
@@ -530,7 +569,11 @@ class SlackAdapter:
     async def _answer(self, msg: IncomingMessage, message_ts: str, event_id: object) -> None:
         """Run one turn with a thinking indicator and post the reply in the conversation."""
         if msg.event_id in self._seen:
-            log.info("slack: %s (event %s) already taken in; ignoring the redelivery", msg.event_id, event_id)
+            log.info(
+                "slack: %s (event %s) already taken in; ignoring the redelivery",
+                msg.event_id,
+                event_id,
+            )
             return
         self._remember(msg.event_id)
         self._active += 1

@@ -12,10 +12,12 @@ from dataclasses import dataclass
 import anthropic
 
 from bot.consultant import Consultant
+from bot.github import create_client as create_github_client
 from bot.llm import ModelClient
 from bot.settings import Secrets, Settings, load_secrets
 from bot.store import Store
 from bot.tools import Services
+from bot.web import WebFetcher
 from bot.toolset import commands, tools
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,10 @@ def build_core(
     secrets = secrets or load_secrets()
     store = Store.open(settings.storage.path)
     model = ModelClient(settings.llm, secrets, store, client=client)
-    services = Services(model=model)
+    services = Services(
+        model=model,
+        github=create_github_client(settings, secrets, store),
+        web=WebFetcher(settings.fetch),
+    )
     consultant = Consultant(settings, secrets, store, model, tools, commands, services)
     return Core(settings, secrets, store, model, services, consultant)

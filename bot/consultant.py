@@ -241,8 +241,8 @@ class Consultant:
         thread = self.store.get_thread_by_id(turn.thread_id)
         try:
             self._check_budget(turn.user)
-            await self._compact_if_needed(thread, turn_id, turn.user)
-            thread = self.store.get_thread_by_id(turn.thread_id)
+            if await self._compact_if_needed(thread, turn_id, turn.user):
+                thread = self.store.get_thread_by_id(turn.thread_id)
             text = await self._tool_loop(thread, turn_id, turn.user)
         except ModelUnavailable as exc:
             log.warning("turn %s: model unavailable (%s)", turn_id, exc.cause)
@@ -349,14 +349,14 @@ class Consultant:
             )
         return merged
 
-    async def _compact_if_needed(self, thread: ThreadRow, turn_id: int, user: str) -> None:
+    async def _compact_if_needed(self, thread: ThreadRow, turn_id: int, user: str) -> bool:
+        """Summarise the oldest turns when the history exceeds its budget; True if it did."""
         budget = self.settings.llm.history_token_budget
-        stored = self.store.history_messages(
-            thread.id, after_turn=_summarised_until(thread), upto_turn=turn_id
-        )
-        total = sum(m.tokens for m in stored) + estimate_tokens(thread.summary or "")
-        if total <= budget:
-            return
+        after = _summarised_until(thread)
+        total = self.store.history_tokens(thread.id, after_turn=after, upto_turn=turn_id)
+        if total + estimate_tokens(thread.summary or "") <= budget:
+            return False
+        stored = self.store.history_messages(thread.id, after_turn=after, upto_turn=turn_id)
         # Whole turns, oldest first; keep the newest within half the budget
         # (the current turn always stays) and summarise the rest.
         sizes: dict[int, int] = {}
@@ -369,7 +369,7 @@ class Consultant:
             cut -= 1
             kept += sizes[turns[cut]]
         if cut == 0:
-            return
+            return False
         until_turn = turns[cut - 1]
         old = [m for m in stored if (m.turn_id or 0) <= until_turn]
         transcript = render_transcript(old)
@@ -390,6 +390,7 @@ class Consultant:
         )
         self.store.set_summary(thread.id, result.text, until_turn)
         log.info("compacted %d messages of %s into a summary", len(old), thread.key)
+        return True
 
 
 def _summarised_until(thread: ThreadRow) -> int:

@@ -187,7 +187,11 @@ class ConditionalCacheTransport(httpx.AsyncBaseTransport):
             log.debug("github cache: 304 for %s", request.url.path)
             headers = [(k, v) for k, v in cached.headers]
             # Fresh rate-limit headers matter more than the stored ones.
-            fresh = {k.lower(): v for k, v in response.headers.items() if k.lower().startswith("x-ratelimit")}
+            fresh = {
+                k.lower(): v
+                for k, v in response.headers.items()
+                if k.lower().startswith("x-ratelimit")
+            }
             headers = [(k, v) for k, v in headers if k.lower() not in fresh] + list(fresh.items())
             return httpx.Response(
                 cached.status, headers=headers, content=cached.body, request=request
@@ -380,7 +384,9 @@ class GitHubClient:
             resp = await self.rest.repos.async_get(owner, name)
             return resp.parsed_data
 
-    async def search_code(self, repo: str, query: str, per_page: int = 10) -> SearchCodeGetResponse200:
+    async def search_code(
+        self, repo: str, query: str, per_page: int = 10
+    ) -> SearchCodeGetResponse200:
         """Code search scoped to one repository, with text-match fragments."""
         owner, name = split_repo(repo)
         q = f"{query.strip()} repo:{owner}/{name}"
@@ -404,7 +410,9 @@ class GitHubClient:
                 resp = await self.rest.repos.async_get_content(owner, name, clean)
             return resp.parsed_data
 
-    async def merged_pulls(self, repo: str, since: datetime, per_page: int = 30) -> tuple[int, list[IssueSearchResultItem]]:
+    async def merged_pulls(
+        self, repo: str, since: datetime, per_page: int = 30
+    ) -> tuple[int, list[IssueSearchResultItem]]:
         """Pull requests merged since a moment (search API), newest first; (total, items)."""
         owner, name = split_repo(repo)
         q = f"repo:{owner}/{name} is:pr is:merged merged:>={since.strftime('%Y-%m-%dT%H:%M:%SZ')}"
@@ -495,8 +503,13 @@ class GitHubClient:
             )
             for c in commits
         ]
-        # Touched paths of commits not already described by a pull request.
-        detail = [i for i in infos if not _is_merge_headline(i.headline)][: max(0, detail_limit // 2)]
+        # Touched paths only for commits no listed pull request already describes.
+        pr_numbers = {p.number for p in pulls}
+        detail = [
+            i
+            for i in infos
+            if not _is_merge_headline(i.headline) and _pr_ref(i.headline) not in pr_numbers
+        ][: max(0, detail_limit // 2)]
         details = await asyncio.gather(
             *(self.commit(repo, i.sha) for i in detail), return_exceptions=True
         )
@@ -532,6 +545,12 @@ def _commit_date(c: Commit) -> str:
             value = person.date
             return value.isoformat() if isinstance(value, datetime) else str(value)
     return ""
+
+
+def _pr_ref(headline: str) -> int | None:
+    """The PR number GitHub appends to squash-merge headlines: 'Title (#42)'."""
+    match = re.search(r"\(#(\d+)\)\s*$", headline)
+    return int(match.group(1)) if match else None
 
 
 def _is_merge_headline(headline: str) -> bool:

@@ -20,6 +20,9 @@ from bot.store import Store, UsageRecord
 log = logging.getLogger(__name__)
 
 CACHE = {"type": "ephemeral"}
+# The SDK refuses non-streaming calls that could outlive 10 minutes (about
+# 21k output tokens); below that a plain request is cheaper to parse than SSE.
+NON_STREAMING_MAX_TOKENS = 16_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +133,7 @@ class ModelClient:
         model: str | None = None,
         tool_choice: dict[str, Any] | None = None,
     ) -> ModelResult:
-        """One Messages API call (streamed); raises ModelUnavailable on any failure."""
+        """One Messages API call (streamed for large max_tokens); raises ModelUnavailable on any failure."""
         if self.client is None:
             raise ModelUnavailable(
                 "no_key",
@@ -155,8 +158,11 @@ class ModelClient:
         started = time.perf_counter()
         async with self._semaphore:
             try:
-                async with self.client.messages.stream(**params) as stream:
-                    message = await stream.get_final_message()
+                if params["max_tokens"] > NON_STREAMING_MAX_TOKENS:
+                    async with self.client.messages.stream(**params) as stream:
+                        message = await stream.get_final_message()
+                else:
+                    message = await self.client.messages.create(**params)
             except anthropic.APIError as exc:
                 log.warning("model call failed: %s", type(exc).__name__)
                 raise describe_api_error(exc) from None

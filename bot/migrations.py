@@ -128,3 +128,9 @@ def m001_initial(db: Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m002_messages_by_turn(db: Database) -> None:
+    # finish_turn updates a turn's messages; without this it scans every message.
+    db.execute("CREATE INDEX messages_turn ON messages(turn_id)")

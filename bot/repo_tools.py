@@ -188,11 +188,14 @@ def scan_usages(symbol: str, path: str, html_url: str, text: str) -> FileUsage:
     return usage
 
 
-def format_usages(repo: str, symbol: str, found: Sequence[FileUsage], unmatched: Sequence[str],
-                  total: int) -> str:
+def format_usages(
+    repo: str, symbol: str, found: Sequence[FileUsage], unmatched: Sequence[str], total: int
+) -> str:
     """Definitions first, then importers, then other uses, with line links."""
     if not found:
-        extra = f" (search listed {', '.join(unmatched)} but no whole-word match)" if unmatched else ""
+        extra = (
+            f" (search listed {', '.join(unmatched)} but no whole-word match)" if unmatched else ""
+        )
         return f"No usages of `{symbol}` found in {repo}{extra}."
     order = sorted(found, key=lambda u: (not u.definitions, not u.imports, u.path))
     lines: list[str] = []
@@ -303,7 +306,9 @@ def format_file(
     total = len(rows)
     start = max(1, start_line or 1)
     if total and start > total:
-        raise ToolError(f"{content.path} has only {total} lines; start_line {start} is past the end.")
+        raise ToolError(
+            f"{content.path} has only {total} lines; start_line {start} is past the end."
+        )
     last = min(total, end_line if end_line is not None else total)
     if last < start and total:
         raise ToolError("end_line is before start_line.")
@@ -339,15 +344,25 @@ async def read_file(
     ctx: ToolContext,
     path: Annotated[
         str,
-        Field(min_length=1, max_length=1000, description="Path in the repository, e.g. 'src/risk/limits.py'."),
+        Field(
+            min_length=1,
+            max_length=1000,
+            description="Path in the repository, e.g. 'src/risk/limits.py'.",
+        ),
     ],
     repo: RepoArg = None,
     ref: Annotated[
         str | None,
-        Field(max_length=250, description="Branch, tag or commit SHA; omit for the default branch."),
+        Field(
+            max_length=250, description="Branch, tag or commit SHA; omit for the default branch."
+        ),
     ] = None,
-    start_line: Annotated[int | None, Field(ge=1, description="First line to show (1-based).")] = None,
-    end_line: Annotated[int | None, Field(ge=1, description="Last line to show (inclusive).")] = None,
+    start_line: Annotated[
+        int | None, Field(ge=1, description="First line to show (1-based).")
+    ] = None,
+    end_line: Annotated[
+        int | None, Field(ge=1, description="Last line to show (inclusive).")
+    ] = None,
 ) -> str:
     """Read a file from the team's repository, with line numbers and a link to cite.
 
@@ -358,12 +373,13 @@ async def read_file(
     target = resolve_repo(ctx, repo)
     content = await github_client(ctx).get_content(target, path, ref)
     if isinstance(content, list):
-        entries = [f"{e.type:4} {e.path}" + (f" ({e.size} bytes)" if e.type == "file" else "")
-                   for e in content[:300]]
+        entries = [
+            f"{e.type:4} {e.path}" + (f" ({e.size} bytes)" if e.type == "file" else "")
+            for e in content[:300]
+        ]
         more = f"\n... and {len(content) - 300} more" if len(content) > 300 else ""
-        return (
-            f"{target}:{path} is a directory with {len(content)} entries:\n"
-            + untrusted(f"github {target}", "\n".join(entries) + more)
+        return f"{target}:{path} is a directory with {len(content)} entries:\n" + untrusted(
+            f"github {target}", "\n".join(entries) + more
         )
     kind = getattr(content, "type", "")
     if kind == "symlink":
@@ -381,7 +397,9 @@ async def read_file(
         )
     text = _decode_text(file)  # type: ignore[arg-type]
     if text is None:
-        raise ToolError(f"{path} is a binary file ({file.size:,} bytes); it cannot be shown as text.")
+        raise ToolError(
+            f"{path} is a binary file ({file.size:,} bytes); it cannot be shown as text."
+        )
     return format_file(target, file, text, ref, start_line, end_line)  # type: ignore[arg-type]
 
 
@@ -394,18 +412,28 @@ def format_activity(activity: Activity, days: int | None = None) -> str:
     scope = f" touching {activity.path}" if activity.path else ""
     lines: list[str] = []
     if activity.pulls:
-        lines.append(f"Merged pull requests ({len(activity.pulls)}"
-                     + (f" of {activity.pulls_total}" if activity.pulls_total > len(activity.pulls)
-                        and not activity.path else "") + "):")
+        lines.append(
+            f"Merged pull requests ({len(activity.pulls)}"
+            + (
+                f" of {activity.pulls_total}"
+                if activity.pulls_total > len(activity.pulls) and not activity.path
+                else ""
+            )
+            + "):"
+        )
         for p in activity.pulls:
-            lines.append(f"- #{p.number} {p.title} (by {p.author}, merged {p.merged_at[:10]}) {p.html_url}")
+            lines.append(
+                f"- #{p.number} {p.title} (by {p.author}, merged {p.merged_at[:10]}) {p.html_url}"
+            )
             if p.files:
                 more = f" (+{p.more_files} more)" if p.more_files else ""
                 lines.append(f"    touched: {', '.join(p.files)}{more}")
     else:
         lines.append("Merged pull requests: none.")
     if activity.commits:
-        lines.append(f"Commits ({len(activity.commits)}{'+' if activity.commits_truncated else ''}):")
+        lines.append(
+            f"Commits ({len(activity.commits)}{'+' if activity.commits_truncated else ''}):"
+        )
         for c in activity.commits:
             lines.append(f"- {c.sha[:7]} {c.headline} (by {c.author}, {c.date[:10]}) {c.html_url}")
             if c.files:
@@ -422,7 +450,9 @@ def format_activity(activity: Activity, days: int | None = None) -> str:
 
 def _touched_areas(activity: Activity, top: int = 6) -> list[tuple[str, int]]:
     counts: dict[str, int] = {}
-    paths = [f for p in activity.pulls for f in p.files] + [f for c in activity.commits for f in c.files]
+    paths = [f for p in activity.pulls for f in p.files] + [
+        f for c in activity.commits for f in c.files
+    ]
     for path in paths:
         parts = path.split("/")
         area = "/".join(parts[:2]) if len(parts) > 2 else (parts[0] if len(parts) > 1 else "(root)")
@@ -433,7 +463,9 @@ def _touched_areas(activity: Activity, top: int = 6) -> list[tuple[str, int]]:
 @tool
 async def recent_changes(
     ctx: ToolContext,
-    days: Annotated[int, Field(ge=1, le=90, description="Window in days, counting back from now.")] = 7,
+    days: Annotated[
+        int, Field(ge=1, le=90, description="Window in days, counting back from now.")
+    ] = 7,
     path: Annotated[
         str | None,
         Field(max_length=500, description="Only changes touching this file or directory."),
@@ -448,5 +480,7 @@ async def recent_changes(
     """
     target = resolve_repo(ctx, repo)
     since = datetime.now(UTC) - timedelta(days=days)
-    activity = await github_client(ctx).recent_activity(target, since, path.strip("/") if path else None)
+    activity = await github_client(ctx).recent_activity(
+        target, since, path.strip("/") if path else None
+    )
     return format_activity(activity, days)

@@ -151,9 +151,8 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """A write transaction (IMMEDIATE, so concurrent writers wait instead of failing)."""
-        if self.conn.in_transaction:
-            with self.db.atomic():
-                yield
+        if self.conn.in_transaction:  # joins the outer transaction: all or nothing
+            yield
             return
         self.conn.execute("BEGIN IMMEDIATE")
         try:
@@ -208,6 +207,9 @@ class Store:
         checkin: str | None = None,
     ) -> ThreadRow:
         """Return the thread with this key, creating it on first sight."""
+        existing = self.get_thread(key)
+        if existing is not None:
+            return existing
         self.conn.execute(
             "INSERT INTO threads (key, platform, workspace, channel, thread, channel_key,"
             " checkin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO NOTHING",
@@ -402,6 +404,15 @@ class Store:
             )
             for r in rows
         ]
+
+    def history_tokens(self, thread_id: int, *, after_turn: int, upto_turn: int) -> int:
+        """Estimated tokens of the messages `history_messages` would return."""
+        row = self.conn.execute(
+            "SELECT coalesce(sum(tokens), 0) FROM messages"
+            " WHERE thread_id = ? AND coalesce(turn_id, 0) > ? AND coalesce(turn_id, 0) <= ?",
+            (thread_id, after_turn, upto_turn),
+        ).fetchone()
+        return int(row[0])
 
     def set_summary(self, thread_id: int, summary: str | None, until_turn: int) -> None:
         """Replace the thread's compacted summary; turns up to `until_turn` leave the history."""

@@ -24,9 +24,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from bot.errors import ToolError
 
 if TYPE_CHECKING:
+    from bot.github import GitHubClient
     from bot.llm import ModelClient
     from bot.settings import Secrets, Settings
     from bot.store import Store, ThreadRow
+    from bot.web import WebFetcher
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +40,8 @@ class Services:
     """Clients that tools use, built once by the composition root."""
 
     model: ModelClient | None = None
-    github: Any = None  # bot.github.GitHubClient, set when the GitHub tools are wired
-    web: Any = None  # bot.web.WebFetcher
+    github: GitHubClient | None = None
+    web: WebFetcher | None = None
 
 
 @dataclass
@@ -90,6 +92,7 @@ class ToolRegistry:
 
     def __init__(self) -> None:
         self._tools: dict[str, Tool] = {}
+        self._schema_cache: dict[frozenset[str], list[dict[str, Any]]] = {}
 
     def tool(self, function: ToolFunction) -> ToolFunction:
         """Register an async function as a tool (decorator)."""
@@ -105,10 +108,9 @@ class ToolRegistry:
         for p in params:
             default = ... if p.default is inspect.Parameter.empty else p.default
             fields[p.name] = (hints[p.name], default)
-        model = create_model(
-            f"{name}_input", __config__=ConfigDict(extra="forbid"), **fields
-        )
+        model = create_model(f"{name}_input", __config__=ConfigDict(extra="forbid"), **fields)
         self._tools[name] = Tool(name, description, model, function)
+        self._schema_cache.clear()
         return function
 
     def names(self) -> list[str]:
@@ -120,8 +122,12 @@ class ToolRegistry:
         return self._tools.get(name)
 
     def schemas(self, exclude: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
-        """Tool definitions for a request, in registration order."""
-        return [t.schema() for n, t in self._tools.items() if n not in exclude]
+        """Tool definitions for a request, in registration order (built once, then reused)."""
+        if exclude not in self._schema_cache:
+            self._schema_cache[exclude] = [
+                t.schema() for n, t in self._tools.items() if n not in exclude
+            ]
+        return self._schema_cache[exclude]
 
     async def call(self, name: str, raw_input: Any, ctx: ToolContext) -> tuple[str, bool]:
         """Run a tool; return (text for the model, is_error). Never raises for tool failures."""

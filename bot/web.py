@@ -163,7 +163,9 @@ class WebFetcher:
         except (httpx.InvalidURL, ValueError) as exc:
             raise ToolError(f"{url!r} is not a valid URL ({exc}).") from None
         if parsed.scheme not in ("http", "https"):
-            raise AccessDenied(f"Only http and https URLs can be fetched, not {parsed.scheme or 'this'!r}.")
+            raise AccessDenied(
+                f"Only http and https URLs can be fetched, not {parsed.scheme or 'this'!r}."
+            )
         if not parsed.host:
             raise ToolError(f"{url!r} has no host.")
         if parsed.userinfo:
@@ -194,7 +196,9 @@ class WebFetcher:
                     )
         ip = addresses[0]
         request = self._client.build_request("GET", url.copy_with(host=str(ip)))
-        default_port = (url.scheme == "https" and port == 443) or (url.scheme == "http" and port == 80)
+        default_port = (url.scheme == "https" and port == 443) or (
+            url.scheme == "http" and port == 80
+        )
         shown_host = f"[{host}]" if ":" in host else host
         request.headers["Host"] = shown_host if default_port else f"{shown_host}:{port}"
         if url.scheme == "https":
@@ -208,7 +212,9 @@ class WebFetcher:
         if content_type and not (
             content_type.startswith(TEXT_TYPES) or content_type.endswith(("+json", "+xml"))
         ):
-            raise ToolError(f"{url} is {content_type}, not a text page; only text and HTML are read.")
+            raise ToolError(
+                f"{url} is {content_type}, not a text page; only text and HTML are read."
+            )
         chunks: list[bytes] = []
         size = 0
         truncated = False
@@ -228,7 +234,9 @@ class WebFetcher:
         if len(text) > self.max_chars:
             text = text[: self.max_chars]
             truncated = True
-        return FetchedPage(str(url), response.status_code, content_type or "unknown", text, truncated)
+        return FetchedPage(
+            str(url), response.status_code, content_type or "unknown", text, truncated
+        )
 
 
 @tool
@@ -236,7 +244,11 @@ async def fetch_url(
     ctx: ToolContext,
     url: Annotated[
         str,
-        Field(min_length=8, max_length=2000, description="An http:// or https:// URL of a public page."),
+        Field(
+            min_length=8,
+            max_length=2000,
+            description="An http:// or https:// URL of a public page.",
+        ),
     ],
 ) -> str:
     """Fetch a public web page (docs, a blog post, a changelog, a README) and get its readable text.

@@ -364,6 +364,7 @@ class FakeDiscord:
                 "permissions": "1071698660929",
             },
             "app_permissions": "1071698660929",
+            "attachment_size_limit": 10 * 1024 * 1024,
             "locale": "en-US",
             "guild_locale": "en-US",
             "entitlements": [],

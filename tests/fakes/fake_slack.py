@@ -36,7 +36,8 @@ class SlackCall:
     method: str
     args: dict[str, Any]
     headers: dict[str, str]
-    status: int = 200
+    status: int = 200  # HTTP status
+    ok: bool = True  # the API's "ok" field
     at: float = 0.0
 
 
@@ -51,7 +52,9 @@ class FakeSlack:
     socket_acks: list[dict[str, Any]] = field(default_factory=list)
     # (channel, thread_ts) -> messages returned by conversations.replies
     threads: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
-    _failures: dict[str, deque[tuple[int, dict[str, Any], dict[str, str]]]] = field(default_factory=dict)
+    _failures: dict[str, deque[tuple[int, dict[str, Any], dict[str, str]]]] = field(
+        default_factory=dict
+    )
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _sockets: list[web.WebSocketResponse] = field(default_factory=list)
@@ -61,7 +64,13 @@ class FakeSlack:
     # scripting -----------------------------------------------------------------------
 
     def fail_next(
-        self, method: str, status: int = 429, *, error: str = "ratelimited", retry_after: int = 1, count: int = 1
+        self,
+        method: str,
+        status: int = 429,
+        *,
+        error: str = "ratelimited",
+        retry_after: int = 1,
+        count: int = 1,
     ) -> None:
         """The next `count` calls of `method` fail (429 carries Retry-After)."""
         headers = {"Retry-After": str(retry_after)} if status == 429 else {}
@@ -80,7 +89,7 @@ class FakeSlack:
         return [
             c
             for c in self.calls_of("chat.postMessage")
-            if c.status == 200
+            if c.ok
             and (channel is None or c.args.get("channel") == channel)
             and (thread_ts is None or c.args.get("thread_ts") == thread_ts)
         ]
@@ -125,11 +134,10 @@ class FakeSlack:
             self.calls.append(call)
         if failure is not None:
             status, body, headers = failure
-            call.status = status
-            return web.json_response(body, status=200 if status == 200 else status, headers=headers)
+            call.status, call.ok = status, False
+            return web.json_response(body, status=status, headers=headers)
         body = self._answer(method, args)
-        if not body.get("ok"):
-            call.status = 400  # an API error (HTTP 200 with ok=false on the wire)
+        call.ok = bool(body.get("ok"))
         return web.json_response(body)
 
     def _next_ts(self) -> str:
@@ -149,8 +157,13 @@ class FakeSlack:
             }
         if method == "chat.postMessage":
             ts = self._next_ts()
-            message = {"type": "message", "user": self.bot_user_id, "bot_id": self.bot_id, "ts": ts,
-                       "text": args.get("markdown_text") or args.get("text") or ""}
+            message = {
+                "type": "message",
+                "user": self.bot_user_id,
+                "bot_id": self.bot_id,
+                "ts": ts,
+                "text": args.get("markdown_text") or args.get("text") or "",
+            }
             if args.get("thread_ts"):
                 message["thread_ts"] = args["thread_ts"]
             return {"ok": True, "channel": args.get("channel"), "ts": ts, "message": message}
@@ -158,8 +171,12 @@ class FakeSlack:
             messages = self.threads.get((str(args.get("channel")), str(args.get("ts"))))
             if messages is None:
                 return {"ok": False, "error": "thread_not_found"}
-            return {"ok": True, "messages": messages, "has_more": False,
-                    "response_metadata": {"next_cursor": ""}}
+            return {
+                "ok": True,
+                "messages": messages,
+                "has_more": False,
+                "response_metadata": {"next_cursor": ""},
+            }
         if method in ("reactions.add", "reactions.remove"):
             return {"ok": True}
         if method == "assistant.threads.setStatus":
@@ -174,7 +191,12 @@ class FakeSlack:
         raw = await request.read()
         with self._lock:
             self.responses.append(
-                SlackCall(request.path, json.loads(raw or b"{}"), dict(request.headers), at=time.monotonic())
+                SlackCall(
+                    request.path,
+                    json.loads(raw or b"{}"),
+                    dict(request.headers),
+                    at=time.monotonic(),
+                )
             )
         return web.Response(text="ok")
 
@@ -184,9 +206,14 @@ class FakeSlack:
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         self._sockets.append(ws)
-        await ws.send_json({"type": "hello", "num_connections": 1,
-                            "debug_info": {"host": "fake", "approximate_connection_time": 3600},
-                            "connection_info": {"app_id": "A0APP0001"}})
+        await ws.send_json(
+            {
+                "type": "hello",
+                "num_connections": 1,
+                "debug_info": {"host": "fake", "approximate_connection_time": 3600},
+                "connection_info": {"app_id": "A0APP0001"},
+            }
+        )
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
@@ -201,7 +228,9 @@ class FakeSlack:
         """True when a Socket Mode client is connected."""
         return bool(self._sockets)
 
-    def send_socket_event(self, body: dict[str, Any], envelope_id: str, retry_attempt: int = 0) -> None:
+    def send_socket_event(
+        self, body: dict[str, Any], envelope_id: str, retry_attempt: int = 0
+    ) -> None:
         """Push one Events API envelope over every connected Socket Mode connection."""
         envelope = {
             "envelope_id": envelope_id,
@@ -252,8 +281,13 @@ def event_body(template: str, **event: Any) -> dict[str, Any]:
     return body
 
 
-def signed_headers(secret: str, body: bytes, timestamp: int | None = None, *,
-                   content_type: str = "application/json") -> dict[str, str]:
+def signed_headers(
+    secret: str,
+    body: bytes,
+    timestamp: int | None = None,
+    *,
+    content_type: str = "application/json",
+) -> dict[str, str]:
     """Headers of a request signed like Slack does: v0=HMAC-SHA256(secret, "v0:{ts}:{body}")."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
     digest = hmac.new(secret.encode(), f"v0:{ts}:".encode() + body, hashlib.sha256).hexdigest()

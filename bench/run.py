@@ -1,0 +1,324 @@
+"""archbot benchmarks: the numbers of SPEC section 9, printed as a table and written as JSON.
+
+    python bench/run.py [--messages 1000000] [--turns 300] [--out bench/results/latest.json]
+
+Every remote service is a fake on 127.0.0.1 (the fake model runs in its own
+process so it does not share the GIL with the code being measured).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import anthropic  # noqa: E402
+
+from bot.app import build_core  # noqa: E402
+from bot.events import IncomingMessage  # noqa: E402
+from bot.settings import Secrets, Settings  # noqa: E402
+from bot.store import Store  # noqa: E402
+
+KEY = "sk-ant-bench-not-real"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class FakeModelProcess:
+    """The fake Messages API in a child process."""
+
+    def __init__(self, latency: float = 0.0, text: str = "Measured answer.") -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.fakes.fake_anthropic",
+                "--port",
+                str(self.port),
+                "--latency",
+                str(latency),
+                "--text",
+                text,
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("fake model did not start")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def seed_messages(path: Path, count: int) -> None:
+    """Fill a database with `count` messages spread over many threads."""
+    store = Store.open(path)
+    threads = max(1, count // 100)
+    conn = store.conn
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO threads (key, platform, workspace, channel, thread, channel_key, created_at)"
+        " VALUES (?, 'slack', 'T', 'C', ?, 'slack/T/C', '2026-01-01')",
+        [(f"slack/T/C/seed{i}", f"seed{i}") for i in range(threads)],
+    )
+    conn.executemany(
+        "INSERT INTO turns (thread_id, user, text, status, created_at) VALUES (?, 'U', 'q', 'done', '2026-01-01')",
+        [(1 + i % threads,) for i in range(count // 2)],
+    )
+    body = json.dumps([{"type": "text", "text": "A stored message about feature stores. " * 5}])
+    conn.executemany(
+        "INSERT INTO messages (thread_id, turn_id, role, content, status, tokens, created_at)"
+        " VALUES (?, ?, ?, ?, 'complete', 50, '2026-01-01')",
+        (
+            (1 + (i // 2) % threads, 1 + i // 2, "user" if i % 2 == 0 else "assistant", body)
+            for i in range(count)
+        ),
+    )
+    conn.execute("COMMIT")
+    store.close()
+
+
+def settings_for(db: Path, **llm: Any) -> Settings:
+    return Settings(storage={"path": str(db)}, llm=llm)  # type: ignore[arg-type]
+
+
+def message(thread: str, text: str, n: int) -> IncomingMessage:
+    return IncomingMessage(
+        platform="slack",
+        workspace="T",
+        channel="C",
+        thread=thread,
+        user="U1",
+        user_name="alice",
+        text=text,
+        event_id=f"bench-{thread}-{n}",
+    )
+
+
+async def bench_overhead(fake: FakeModelProcess, db: Path, turns: int) -> dict[str, Any]:
+    """Per-turn time through the core vs a bare SDK call to the same fake."""
+    secrets = Secrets(ANTHROPIC_API_KEY=KEY, ANTHROPIC_BASE_URL=fake.url)  # type: ignore[call-arg]
+    core = build_core(settings_for(db), secrets)
+    bare = anthropic.AsyncAnthropic(api_key=KEY, base_url=fake.url, max_retries=0)
+    # Record the exact request the core sends, to replay it bare.
+    sent: list[dict[str, Any]] = []
+    assert core.model.client is not None
+    real_create = core.model.client.messages.create
+
+    async def recording_create(**params: Any) -> Any:
+        sent.append(params)
+        return await real_create(**params)
+
+    core.model.client.messages.create = recording_create  # type: ignore[method-assign]
+    turn_ms: list[float] = []
+    bare_ms: list[float] = []
+    try:
+        for i in range(turns):
+            # Five short threads so history stays realistic (a few turns each).
+            t0 = time.perf_counter()
+            await core.consultant.handle(
+                message(f"bench{i % 50}", f"Question {i} about latency budgets?", i)
+            )
+            turn_ms.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            await bare.messages.create(**sent[-1])  # the same request, without the core
+            bare_ms.append((time.perf_counter() - t0) * 1000)
+    finally:
+        await bare.close()
+        await core.aclose()
+    overhead = [max(0.0, t - b) for t, b in zip(turn_ms, bare_ms, strict=True)]
+    return {
+        "turns": turns,
+        "turn_p50_ms": pct(turn_ms, 50),
+        "turn_p99_ms": pct(turn_ms, 99),
+        "bare_sdk_p50_ms": pct(bare_ms, 50),
+        "bare_sdk_p99_ms": pct(bare_ms, 99),
+        "overhead_p50_ms": pct(overhead, 50),
+        "overhead_p99_ms": pct(overhead, 99),
+        "ratio_p50": pct(turn_ms, 50) / pct(bare_ms, 50),
+    }
+
+
+async def bench_parallel(fake: FakeModelProcess, db: Path, threads: int) -> dict[str, Any]:
+    """`threads` threads at once against a model with 1 s latency."""
+    secrets = Secrets(ANTHROPIC_API_KEY=KEY, ANTHROPIC_BASE_URL=fake.url)  # type: ignore[call-arg]
+    core = build_core(settings_for(db, max_concurrency=threads), secrets)
+    try:
+        t0 = time.perf_counter()
+        replies = await asyncio.gather(
+            *(
+                core.consultant.handle(message(f"par{i}", "How do we shard the tick store?", i))
+                for i in range(threads)
+            )
+        )
+        wall = time.perf_counter() - t0
+    finally:
+        await core.aclose()
+    answered = sum(1 for r in replies if r is not None and r.kind == "answer")
+    return {"threads": threads, "answered": answered, "wall_s": wall, "max_concurrency": threads}
+
+
+async def bench_prefix(fake: FakeModelProcess, db: Path, turns: int) -> dict[str, Any]:
+    """How much of each request is a byte-identical prefix of the previous one (tools, system, messages)."""
+    from bot.prompts import CONSULTANT_PROMPT
+    from bot.toolset import tools
+
+    secrets = Secrets(ANTHROPIC_API_KEY=KEY, ANTHROPIC_BASE_URL=fake.url)  # type: ignore[call-arg]
+    core = build_core(settings_for(db), secrets)
+    ratios: list[float] = []
+    previous = ""
+    try:
+        rng = random.Random(7)
+        for i in range(turns):
+            await core.consultant.handle(
+                message("prefix", f"Follow-up {i}: " + "context " * rng.randint(10, 60), i)
+            )
+            thread = core.store.get_thread("slack/T/C/prefix")
+            assert thread is not None
+            # The canonical order the prompt cache sees: tools, then system, then messages.
+            current = json.dumps(
+                [tools.schemas(), CONSULTANT_PROMPT, core.consultant.history(thread)[:-1]]
+            )
+            if previous:
+                common = len(os.path.commonprefix([previous, current]))
+                ratios.append(common / len(current))
+            # the next request is this turn's history plus the next user message
+            previous = json.dumps(
+                [tools.schemas(), CONSULTANT_PROMPT, core.consultant.history(thread)]
+            )[:-2]
+    finally:
+        await core.aclose()
+    return {
+        "turns": turns,
+        "min_prefix_ratio": min(ratios),
+        "mean_prefix_ratio": statistics.mean(ratios),
+    }
+
+
+def bench_footprint() -> dict[str, Any]:
+    """Idle RSS and time to a built core with both adapter modules imported, in a fresh process."""
+    code = (
+        "import time, importlib, asyncio\n"
+        "t0 = time.perf_counter()\n"
+        "loaded = []\n"
+        "for name in ('adapters.slack_adapter', 'adapters.discord_adapter', 'slack_bolt.async_app', 'discord'):\n"
+        "    try:\n"
+        "        importlib.import_module(name); loaded.append(name)\n"
+        "    except ModuleNotFoundError:\n"
+        "        pass\n"
+        "from bot.app import build_core\n"
+        "from bot.settings import Settings, Secrets\n"
+        "import tempfile, os\n"
+        "d = tempfile.mkdtemp()\n"
+        "async def main():\n"
+        "    core = build_core(Settings(storage={'path': os.path.join(d, 'a.db')}), Secrets())\n"
+        "    ready = time.perf_counter() - t0\n"
+        "    rss = [l for l in open('/proc/self/status') if l.startswith('VmRSS')][0].split()[1]\n"
+        "    print(ready, int(rss) / 1024, ','.join(loaded))\n"
+        "    await core.aclose()\n"
+        "asyncio.run(main())\n"
+    )
+    t0 = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    process_s = time.perf_counter() - t0
+    ready, rss, loaded = out.stdout.split()
+    return {
+        "ready_s": float(ready),
+        "process_total_s": process_s,
+        "rss_mb": float(rss),
+        "loaded": loaded,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--turns", type=int, default=300)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
+    args = parser.parse_args()
+
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "bench.db"
+        t0 = time.perf_counter()
+        seed_messages(db, args.messages)
+        results["seed"] = {"messages": args.messages, "seconds": time.perf_counter() - t0}
+        instant = FakeModelProcess(latency=0.0, text="Measured answer. " * 20)
+        try:
+            results["overhead"] = asyncio.run(bench_overhead(instant, db, args.turns))
+            results["prefix"] = asyncio.run(bench_prefix(instant, Path(tmp) / "prefix.db", 12))
+        finally:
+            instant.stop()
+        slow = FakeModelProcess(latency=1.0)
+        try:
+            results["parallel"] = asyncio.run(bench_parallel(slow, Path(tmp) / "par.db", 200))
+        finally:
+            slow.stop()
+    results["footprint"] = bench_footprint()
+
+    o, p, par, f = results["overhead"], results["prefix"], results["parallel"], results["footprint"]
+    rows = [
+        ("core overhead p50 (ms)", f"{o['overhead_p50_ms']:.2f}", "<= 5"),
+        ("core overhead p99 (ms)", f"{o['overhead_p99_ms']:.2f}", "<= 20"),
+        ("turn / bare SDK call (p50)", f"{o['ratio_p50']:.2f}x", "<= 1.2x"),
+        (
+            f"{par['threads']} threads, 1 s model: wall (s)",
+            f"{par['wall_s']:.2f} ({par['answered']} answered)",
+            "<= 1.5",
+        ),
+        ("prompt prefix reuse (min, turn>=2)", f"{p['min_prefix_ratio'] * 100:.1f} %", ">= 90 %"),
+        ("idle RSS, adapters loaded (MB)", f"{f['rss_mb']:.0f}", "<= 150"),
+        ("start to ready (s)", f"{f['ready_s']:.2f}", "<= 2"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"{'measure':<{width}}  {'result':>24}  target")
+    for name, value, target in rows:
+        print(f"{name:<{width}}  {value:>24}  {target}")
+    print(
+        f"(stored messages: {args.messages:,}; turns timed: {o['turns']}; modules: {f['loaded'] or 'core only'})"
+    )
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

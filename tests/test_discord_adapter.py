@@ -1,0 +1,313 @@
+"""The Discord adapter end to end in-process: real discord.py against a fake Discord
+(REST + gateway websocket) and a fake Anthropic, wired by `adapters.runner.run_forever`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import warnings
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+with warnings.catch_warnings():  # discord.py imports audioop, deprecated since Python 3.11
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import discord
+
+from adapters import discord_adapter
+from adapters.runner import run_forever
+from bot.errors import ArchbotError
+from bot.formatting import fences_balanced
+from bot.settings import Secrets, Settings
+from bot.signoff import SIGN_OFF
+from tests.conftest import make_secrets, make_settings
+from tests.fakes.fake_anthropic import FakeAnthropic, ServerThread
+from tests.fakes.fake_discord import FakeDiscord, user_payload
+
+TOKEN = "test-not-real"
+NO_PINGS = {"parse": []}
+
+
+async def until(predicate: Callable[[], object], what: str, timeout: float = 10.0) -> None:
+    """Wait for a condition (polling), failing with `what` after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def all_texts(body: dict[str, Any]) -> str:
+    """Every text block of a recorded Messages API request."""
+    return "\n".join(
+        b.get("text", "")
+        for m in body["messages"]
+        for b in (m["content"] if isinstance(m["content"], list) else [])
+        if isinstance(b, dict)
+    )
+
+
+class _ReadyWatch(logging.Handler):
+    """Sees the runner's "archbot ready" line: the adapters have started."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ready = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("archbot ready"):
+            self.ready = True
+
+
+async def start_bot(settings: Settings, secrets: Secrets) -> tuple[asyncio.Event, asyncio.Task[int]]:
+    """`run_forever` as a task; returns once the runner says it is ready."""
+    watch = _ReadyWatch()
+    runner_log = logging.getLogger("adapters.runner")
+    runner_log.addHandler(watch)
+    old_level = runner_log.level
+    runner_log.setLevel(logging.INFO)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_forever(settings, secrets, stop))
+    try:
+        await until(lambda: watch.ready or task.done(), "archbot ready", timeout=20)
+    finally:
+        runner_log.removeHandler(watch)
+        runner_log.setLevel(old_level)
+    if task.done():
+        task.result()  # raises the start-up error
+    return stop, task
+
+
+def discord_settings(tmp_path: Path, fake: FakeDiscord) -> Settings:
+    """Settings with Discord enabled and pointed at the fake."""
+    return make_settings(tmp_path, discord={"enabled": True, "api_url": fake.url})  # type: ignore[attr-defined]
+
+
+def discord_secrets(fake_model: FakeAnthropic | None, token: str = TOKEN) -> Secrets:
+    """Model secrets plus a fake DISCORD_TOKEN."""
+    return make_secrets(fake_model).model_copy(update={"discord_token": SecretStr(token)})
+
+
+@pytest.fixture
+def fake_discord() -> Iterator[FakeDiscord]:
+    """A fake Discord on loopback; `.url` is its REST base (…/api/v10)."""
+    fake = FakeDiscord()
+    server = ServerThread(fake.app()).start()
+    fake.url = f"{server.url}/api/v10"  # type: ignore[attr-defined]
+    base, gateway = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
+    try:
+        yield fake
+    finally:
+        server.stop()
+        discord.http.Route.BASE = base
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = gateway
+
+
+@dataclass
+class Running:
+    discord: FakeDiscord
+    model: FakeAnthropic
+    stop: asyncio.Event
+    task: asyncio.Task[int]
+
+
+@pytest.fixture
+async def bot(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_anthropic: FakeAnthropic
+) -> AsyncIterator[Running]:
+    """`archbot run` in-process with Discord enabled, connected to the fakes."""
+    stop, task = await start_bot(discord_settings(tmp_path, fake_discord), discord_secrets(fake_anthropic))
+    try:
+        yield Running(fake_discord, fake_anthropic, stop, task)
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(task, 20) == 0
+
+
+def bot_posts(fake: FakeDiscord, channel_id: str) -> list[dict[str, Any]]:
+    return fake.sent_messages(channel_id)
+
+
+async def test_login_uses_the_configured_api_and_its_gateway(bot: Running) -> None:
+    fake = bot.discord
+    assert fake.rest("GET", "/users/@me")
+    assert fake.rest("GET", "/gateway/bot"), "the gateway must be asked of the configured API"
+    identify = fake.identifies[0]
+    assert identify["intents"] & (1 << 15), "message_content intent requested"
+    assert identify["query"]["v"] == "10" and identify["query"]["encoding"] == "json"
+
+
+async def test_slash_commands_are_synced(bot: Running) -> None:
+    fake = bot.discord
+    await until(lambda: fake.rest("PUT", rf"/applications/{fake.app_id}/commands"), "command sync")
+    (sync,) = fake.rest("PUT", rf"/applications/{fake.app_id}/commands")
+    (group,) = sync.body
+    assert group["name"] == "archbot"
+    names = {o["name"] for o in group["options"]}
+    assert {"todos", "todo", "usage", "repo", "checkin", "help"} <= names
+    todo = next(o for o in group["options"] if o["name"] == "todo")
+    assert {o["name"] for o in todo["options"]} == {"add", "done"}
+
+
+async def test_mention_opens_a_thread_and_follow_up_needs_no_mention(bot: Running) -> None:
+    fake, model = bot.discord, bot.model
+    model.reply_text("Start with a feature store.\n\nDone. What are we tackling next?")
+    question = "How should we store tick data for backtests?"
+    sent = fake.message(f"<@{fake.bot_id}> {question}", mention_bot=True)
+    thread_id = sent["id"]
+    await until(lambda: bot_posts(fake, thread_id), "the answer in the thread")
+
+    (create,) = fake.rest("POST", rf"/channels/{fake.channel_id}/messages/{thread_id}/threads")
+    assert create.body["name"] == question
+    assert fake.rest("POST", rf"/channels/{thread_id}/typing"), "typing indicator while working"
+    (answer,) = bot_posts(fake, thread_id)
+    assert answer["content"].endswith(SIGN_OFF)
+    assert answer["content"].count(SIGN_OFF) == 1
+    assert answer["allowed_mentions"] == NO_PINGS
+    assert not bot_posts(fake, fake.channel_id), "nothing is posted in the channel itself"
+    first_request = model.message_requests[0].body
+    assert question in all_texts(first_request)
+    assert f"<@{fake.bot_id}>" not in all_texts(first_request)
+
+    model.reply_text("Use TimescaleDB partitions.")
+    fake.message("And what about order-book snapshots?", channel_id=thread_id)
+    await until(lambda: len(bot_posts(fake, thread_id)) == 2, "the follow-up answer")
+    history = all_texts(model.message_requests[1].body)
+    assert question in history and "Start with a feature store." in history
+    assert "order-book snapshots" in history
+    assert bot_posts(fake, thread_id)[1]["content"].endswith(SIGN_OFF)
+
+
+async def test_channel_message_without_mention_and_bots_are_ignored(bot: Running) -> None:
+    fake, model = bot.discord, bot.model
+    fake.message("just chatting, no mention")
+    other_bot = user_payload("1100000000000000070", "otherbot", bot=True)
+    fake.message(f"<@{fake.bot_id}> ping from a bot", mention_bot=True, author=other_bot)
+    # A DM after them: once it is answered, the earlier events have been processed.
+    dm_channel = fake.new_id()
+    fake.message("hello in a DM", channel_id=dm_channel, dm=True)
+    await until(lambda: bot_posts(fake, dm_channel), "the DM answer")
+    assert len(model.message_requests) == 1
+    assert "ping from a bot" not in all_texts(model.message_requests[0].body)
+    assert not fake.rest("POST", r"/channels/\d+/messages/\d+/threads")
+    assert all(c.path.startswith(f"/channels/{dm_channel}") for c in fake.rest("POST", r"/channels/.*"))
+
+
+async def test_dm_is_answered_in_the_dm(bot: Running) -> None:
+    fake, model = bot.discord, bot.model
+    model.reply_text("Batch first, stream later.")
+    dm_channel = fake.new_id()
+    fake.message("Should we start with streaming?", channel_id=dm_channel, dm=True)
+    await until(lambda: bot_posts(fake, dm_channel), "the DM answer")
+    (answer,) = bot_posts(fake, dm_channel)
+    assert answer["content"].startswith("Batch first") and answer["content"].endswith(SIGN_OFF)
+    assert answer["allowed_mentions"] == NO_PINGS
+
+
+async def test_long_answer_with_code_is_split_with_closed_fences(bot: Running) -> None:
+    fake, model = bot.discord, bot.model
+    code = "\n".join(f"    step_{i} = run_stage({i}, retries=3)  # idempotent" for i in range(70))
+    prose = " ".join(["Keep the stages idempotent and observable."] * 30)
+    long_answer = f"{prose}\n\n```python\n{code}\n```\n\n{prose}\n\n@everyone <@&123> look at this"
+    assert len(long_answer) > 5000
+    model.reply_text(long_answer)
+    sent = fake.message(f"<@{fake.bot_id}> plan the pipeline", mention_bot=True)
+    thread_id = sent["id"]
+
+    def complete() -> bool:
+        posts = bot_posts(fake, thread_id)
+        return bool(posts) and posts[-1]["content"].endswith(SIGN_OFF)
+
+    await until(complete, "every part of the long answer")
+    parts = [p["content"] for p in bot_posts(fake, thread_id)]
+    assert len(parts) >= 3
+    assert all(len(p) <= 2000 for p in parts)
+    assert all(fences_balanced(p) for p in parts)
+    assert sum(p.count(SIGN_OFF) for p in parts) == 1 and parts[-1].endswith(SIGN_OFF)
+    assert sum(p.count("```python") for p in parts) >= 2, "the fence is reopened with its language"
+    assert all(p["allowed_mentions"] == NO_PINGS for p in bot_posts(fake, thread_id))
+    joined = "".join(parts)
+    assert all(f"step_{i} = run_stage({i}" in joined for i in range(70))
+
+
+async def test_rate_limited_send_is_retried(bot: Running) -> None:
+    fake, model = bot.discord, bot.model
+    dm_channel = fake.new_id()
+    fake.rate_limit("POST", rf"/channels/{dm_channel}/messages")
+    model.reply_text("Measure first.")
+    fake.message("Is Kafka overkill for us?", channel_id=dm_channel, dm=True)
+    await until(lambda: bot_posts(fake, dm_channel), "the answer after a 429")
+    statuses = [c.status for c in fake.rest("POST", rf"/channels/{dm_channel}/messages")]
+    assert statuses == [429, 200]
+
+
+async def test_mentioned_in_a_foreign_thread_reads_its_history_once(
+    fake_discord: FakeDiscord, fake_anthropic: FakeAnthropic, tmp_path: Path
+) -> None:
+    fake = fake_discord
+    bob = user_payload("1100000000000000051", "bob")
+    thread = fake.add_thread(fake.channel_id, "latency budget", bob["id"])
+    fake.seed_message(thread["id"], "Our p99 inference latency is 80 ms, budget is 50 ms.", bob)
+    fake.seed_message(thread["id"], "We serve with FastAPI + PyTorch on CPU.", bob)
+    stop, task = await start_bot(discord_settings(tmp_path, fake), discord_secrets(fake_anthropic))
+    try:
+        fake.message("unrelated chatter in the thread", channel_id=thread["id"])
+        fake.message(f"<@{fake.bot_id}> what would you change?", channel_id=thread["id"], mention_bot=True)
+        await until(lambda: bot_posts(fake, thread["id"]), "the answer in the foreign thread")
+        history = all_texts(fake_anthropic.message_requests[0].body)
+        assert "p99 inference latency is 80 ms" in history and "FastAPI + PyTorch" in history
+        assert "what would you change?" in history
+        assert not fake.rest("POST", r"/channels/\d+/messages/\d+/threads"), "no new thread"
+        reads = len(fake.rest("GET", rf"/channels/{thread['id']}/messages"))
+        fake.message("and with ONNX Runtime?", channel_id=thread["id"])
+        await until(lambda: len(bot_posts(fake, thread["id"])) == 2, "the follow-up")
+        assert len(fake.rest("GET", rf"/channels/{thread['id']}/messages")) == reads, "read once"
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(task, 20) == 0
+
+
+async def test_slash_command_runs_the_core_command(bot: Running) -> None:
+    fake = bot.discord
+    fake.interaction(
+        [{"name": "todo", "type": 2, "options": [
+            {"name": "add", "type": 1, "options": [{"name": "text", "type": 3, "value": "Pick a TSDB"}]}
+        ]}]
+    )
+    await until(lambda: fake.rest("POST", r"/interactions/\d+/[^/]+/callback"), "the interaction answer")
+    fake.interaction([{"name": "todos", "type": 1, "options": []}])
+    await until(
+        lambda: len(fake.rest("POST", r"/interactions/\d+/[^/]+/callback")) == 2, "the second answer"
+    )
+    first, second = fake.rest("POST", r"/interactions/\d+/[^/]+/callback")
+    assert "Pick a TSDB" in second.body["data"]["content"]
+    for call in (first, second):
+        assert call.body["data"]["allowed_mentions"] == NO_PINGS
+        assert call.body["data"]["content"].endswith(SIGN_OFF)
+    assert not bot.model.message_requests, "commands never call the model"
+
+
+async def test_missing_message_content_intent_is_one_readable_line(
+    fake_anthropic: FakeAnthropic, fake_discord: FakeDiscord, tmp_path: Path
+) -> None:
+    fake_discord.message_content_intent = False
+    settings, secrets = discord_settings(tmp_path, fake_discord), discord_secrets(fake_anthropic)
+    with pytest.raises(ArchbotError) as caught:
+        await run_forever(settings, secrets, asyncio.Event())
+    message = str(caught.value)
+    assert "4014" in message and "Message Content Intent" in message and "Developer Portal" in message
+    assert "\n" not in message and TOKEN not in message
+
+
+async def test_doctor_logs_in_and_names_the_bot(fake_discord: FakeDiscord, tmp_path: Path) -> None:
+    settings = discord_settings(tmp_path, fake_discord)
+    status = await discord_adapter.doctor_check(settings, discord_secrets(None))
+    assert status is not None and "archbot" in status and fake_discord.bot_id in status
+    with pytest.raises(ArchbotError, match="rejected DISCORD_TOKEN"):
+        await discord_adapter.doctor_check(settings, discord_secrets(None, "nope"))

@@ -1,0 +1,535 @@
+"""The Slack adapter running in `run_forever` (HTTP and Socket Mode) against a fake Slack Web API
+on 127.0.0.1 and the scripted fake model; events arrive as signed Events API requests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+import aiohttp
+import pytest
+
+from adapters.runner import run_forever
+from adapters.slack_adapter import THINKING_REACTION, doctor_check
+from bot.errors import ArchbotError, ConfigError
+from bot.settings import Secrets, Settings
+from bot.signoff import SIGN_OFF
+from tests.conftest import make_secrets
+from tests.fakes.fake_anthropic import FakeAnthropic, ServerThread
+from tests.fakes.fake_slack import (
+    BOT_ID,
+    BOT_USER_ID,
+    FakeSlack,
+    event_body,
+    load_payload,
+    signed_headers,
+)
+
+SIGNING_SECRET = "test-signing-secret-not-real"
+BOT_TOKEN = "xoxb-test-not-real"
+APP_TOKEN = "xapp-test-not-real"
+
+T = TypeVar("T")
+
+
+async def eventually(check: Callable[[], T], within: float = 10.0, what: str = "condition") -> T:
+    """Poll `check` until it returns something truthy (fails after `within` seconds)."""
+    deadline = time.monotonic() + within
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def fake_slack() -> Iterator[FakeSlack]:
+    fake = FakeSlack()
+    server = ServerThread(fake.app()).start()
+    fake.url = server.url
+    try:
+        yield fake
+    finally:
+        server.stop()
+
+
+class RunningBot:
+    """`archbot run` in-process: run_forever with Slack in HTTP (or socket) mode."""
+
+    def __init__(self, settings: Settings, secrets: Secrets, fake: FakeSlack) -> None:
+        self.settings = settings
+        self.secrets = secrets
+        self.fake = fake
+        self.port = settings.slack.port
+        self.stop_event = asyncio.Event()
+        self.task: asyncio.Task[int] | None = None
+        self.session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> RunningBot:
+        self.stop_event = asyncio.Event()
+        self.task = asyncio.create_task(run_forever(self.settings, self.secrets, self.stop_event))
+        self.session = aiohttp.ClientSession()
+        if self.settings.slack.mode == "http":
+            await eventually(self._listening, what="the events endpoint to listen")
+        else:
+            await eventually(
+                lambda: self._failed() or self.fake.socket_connected, what="socket mode"
+            )
+        return self
+
+    def _failed(self) -> bool:
+        if self.task is not None and self.task.done():
+            self.task.result()  # raises the start-up error
+            raise AssertionError("run_forever ended early")
+        return False
+
+    def _listening(self) -> bool:
+        self._failed()
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    async def stop(self) -> int:
+        assert self.task is not None
+        self.stop_event.set()
+        code = await asyncio.wait_for(self.task, 30)
+        if self.session is not None:
+            await self.session.close()
+        return code
+
+    async def send(
+        self,
+        body: dict[str, Any],
+        *,
+        retry: int | None = None,
+        timestamp: int | None = None,
+        secret: str = SIGNING_SECRET,
+    ) -> tuple[int, float]:
+        """POST a signed Events API request; return (status, seconds until the response)."""
+        raw = json.dumps(body).encode()
+        headers = signed_headers(secret, raw, timestamp)
+        if retry is not None:
+            headers["X-Slack-Retry-Num"] = str(retry)
+            headers["X-Slack-Retry-Reason"] = "http_timeout"
+        return await self._post(raw, headers)
+
+    async def command(self, form: dict[str, str]) -> tuple[int, float]:
+        """POST a signed slash command."""
+        raw = urlencode(form).encode()
+        return await self._post(
+            raw,
+            signed_headers(SIGNING_SECRET, raw, content_type="application/x-www-form-urlencoded"),
+        )
+
+    async def _post(self, raw: bytes, headers: dict[str, str]) -> tuple[int, float]:
+        assert self.session is not None
+        started = time.monotonic()
+        async with self.session.post(
+            f"http://127.0.0.1:{self.port}/slack/events", data=raw, headers=headers
+        ) as r:
+            await r.read()
+            return r.status, time.monotonic() - started
+
+
+def slack_settings(tmp_path: Path, fake: FakeSlack, **slack: Any) -> Settings:
+    return Settings(
+        storage={"path": str(tmp_path / "a.db")},  # type: ignore[arg-type]
+        slack={
+            "enabled": True,
+            "mode": "http",
+            "port": free_port(),
+            "api_url": f"{fake.url}/api/",
+            **slack,
+        },  # type: ignore[arg-type]
+    )
+
+
+def slack_secrets(fake_anthropic: FakeAnthropic, **extra: str) -> Secrets:
+    base = make_secrets(fake_anthropic)
+    values = {
+        "ANTHROPIC_API_KEY": base.anthropic_api_key.get_secret_value()
+        if base.anthropic_api_key
+        else "",
+        "ANTHROPIC_BASE_URL": base.anthropic_base_url or "",
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        **extra,
+    }
+    return Secrets(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def bot(
+    tmp_path: Path, fake_anthropic: FakeAnthropic, fake_slack: FakeSlack
+) -> AsyncIterator[RunningBot]:
+    running = await RunningBot(
+        slack_settings(tmp_path, fake_slack), slack_secrets(fake_anthropic), fake_slack
+    ).start()
+    try:
+        yield running
+    finally:
+        assert await running.stop() == 0
+
+
+async def answered(
+    fake: FakeSlack, channel: str, thread_ts: str | None, count: int = 1
+) -> list[Any]:
+    """Wait for `count` successful posts in a thread (None: top-level posts of the channel)."""
+
+    def posts() -> list[Any]:
+        found = [c for c in fake.posts(channel=channel) if c.args.get("thread_ts") == thread_ts]
+        return found if len(found) >= count else []
+
+    return await eventually(posts, what=f"a reply in {channel}/{thread_ts}")
+
+
+async def barrier(bot: RunningBot) -> None:
+    """A fresh DM answered after the events under test: they had their chance to be (wrongly) answered."""
+    body = event_body("message_im", channel="D0BARRIER", text="barrier")
+    status, _ = await bot.send(body)
+    assert status == 200
+    await answered(bot.fake, "D0BARRIER", None)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+async def test_mention_is_acked_at_once_and_answered_in_its_thread(
+    bot: RunningBot, fake_slack: FakeSlack, fake_anthropic: FakeAnthropic
+) -> None:
+    fake_anthropic.latency = 1.5  # a slow model must not delay the ack
+    body = event_body("app_mention")
+    ts = body["event"]["ts"]
+    status, elapsed = await bot.send(body)
+    assert status == 200
+    assert elapsed < 1.0
+    [post] = await answered(fake_slack, "C0GENERAL", ts)
+    text = post.args["markdown_text"]
+    assert text.startswith("Fake answer to: U0ALICE01: should we put features in Redis or Feast?")
+    assert text.endswith(SIGN_OFF)
+    assert post.headers["Authorization"] == f"Bearer {BOT_TOKEN}"
+    # Thinking: the assistant status is unavailable on this fake workspace, so a reaction, removed after.
+    await eventually(lambda: fake_slack.calls_of("reactions.remove"), what="reaction removed")
+    [added] = fake_slack.calls_of("reactions.add")
+    assert (added.args["timestamp"], added.args["name"]) == (ts, THINKING_REACTION)
+    assert fake_slack.calls_of("reactions.add")[0].at < post.at
+
+
+async def test_assistant_status_is_the_thinking_indicator_where_available(
+    bot: RunningBot, fake_slack: FakeSlack
+) -> None:
+    fake_slack.assistant_status_supported = True
+    body = event_body("app_mention")
+    await bot.send(body)
+    await answered(fake_slack, "C0GENERAL", body["event"]["ts"])
+    [status] = fake_slack.calls_of("assistant.threads.setStatus")
+    assert status.args["thread_ts"] == body["event"]["ts"]
+    assert status.args["status"]
+    assert not fake_slack.calls_of("reactions.add")
+
+
+async def test_forged_and_stale_signatures_get_401_and_no_reply(
+    bot: RunningBot, fake_slack: FakeSlack
+) -> None:
+    forged = event_body("app_mention", channel="C0FORGED")
+    stale = event_body("app_mention", channel="C0STALE")
+    assert (await bot.send(forged, secret="not-the-secret"))[0] == 401
+    assert (await bot.send(stale, timestamp=int(time.time()) - 600))[0] == 401
+    await barrier(bot)
+    assert not fake_slack.posts(channel="C0FORGED")
+    assert not fake_slack.posts(channel="C0STALE")
+
+
+async def test_redeliveries_and_the_message_twin_are_answered_once(
+    bot: RunningBot, fake_slack: FakeSlack, fake_anthropic: FakeAnthropic
+) -> None:
+    body = event_body("app_mention")
+    ts = body["event"]["ts"]
+    twin = event_body("message_channel_with_mention", ts=ts)  # same message, its own event_id
+    assert (await bot.send(body))[0] == 200
+    assert (await bot.send(twin))[0] == 200
+    assert (await bot.send(body, retry=1))[0] == 200
+    await answered(fake_slack, "C0GENERAL", ts)
+    assert (await bot.send(body, retry=2))[0] == 200
+    await barrier(bot)
+    assert len(fake_slack.posts(channel="C0GENERAL", thread_ts=ts)) == 1
+    asked = [
+        r
+        for r in fake_anthropic.message_requests
+        if "Redis or Feast" in json.dumps(r.body["messages"][-1])
+    ]
+    assert len(asked) == 1
+
+
+async def test_a_redelivery_after_a_restart_is_not_answered_again(
+    tmp_path: Path, fake_anthropic: FakeAnthropic, fake_slack: FakeSlack
+) -> None:
+    settings, secrets = slack_settings(tmp_path, fake_slack), slack_secrets(fake_anthropic)
+    body = event_body("app_mention")
+    ts = body["event"]["ts"]
+    first = await RunningBot(settings, secrets, fake_slack).start()
+    await first.send(body)
+    await answered(fake_slack, "C0GENERAL", ts)
+    assert await first.stop() == 0
+    second = await RunningBot(settings, secrets, fake_slack).start()
+    try:
+        assert (await second.send(body, retry=1))[0] == 200
+        await barrier(second)
+    finally:
+        assert await second.stop() == 0
+    assert len(fake_slack.posts(channel="C0GENERAL", thread_ts=ts)) == 1
+
+
+async def test_thread_follow_up_without_mention_is_answered_but_bots_are_not(
+    bot: RunningBot, fake_slack: FakeSlack
+) -> None:
+    mention = event_body("app_mention")
+    root = mention["event"]["ts"]
+    await bot.send(mention)
+    await answered(fake_slack, "C0GENERAL", root)
+    # People in the thread: answered without a mention. Bots (itself included) and chatter: never.
+    own = event_body("message_own_bot", thread_ts=root)
+    other = event_body("message_other_bot", thread_ts=root)
+    chatter = event_body("message_channel_top_level")
+    unknown_thread = event_body("message_thread_followup", thread_ts="1111111111.000001")
+    for ignored in (own, other, chatter, unknown_thread):
+        assert (await bot.send(ignored))[0] == 200
+    follow_up = event_body("message_thread_followup", thread_ts=root)
+    await bot.send(follow_up)
+    posts = await answered(fake_slack, "C0GENERAL", root, count=2)
+    assert "point-in-time correctness" in posts[1].args["markdown_text"]
+    await barrier(bot)
+    assert len(fake_slack.posts(channel="C0GENERAL", thread_ts=root)) == 2
+    assert not fake_slack.posts(channel="C0GENERAL", thread_ts="1111111111.000001")
+    assert not fake_slack.posts(channel="C0GENERAL", thread_ts=chatter["event"]["ts"])
+    assert all(c.args.get("thread_ts") for c in fake_slack.posts(channel="C0GENERAL"))
+
+
+async def test_called_into_a_running_discussion_it_reads_the_thread_once(
+    bot: RunningBot, fake_slack: FakeSlack, fake_anthropic: FakeAnthropic
+) -> None:
+    replies = load_payload("conversations_replies")["messages"]
+    fake_slack.threads[("C0GENERAL", "1764150100.000200")] = replies
+    mention = event_body("app_mention_in_thread", ts="1764150300.000500")
+    await bot.send(mention)
+    await answered(fake_slack, "C0GENERAL", "1764150100.000200")
+    [read] = fake_slack.calls_of("conversations.replies")
+    assert read.args["ts"] == "1764150100.000200"
+    sent = json.dumps(fake_anthropic.message_requests[-1].body["messages"])
+    assert "move the tick store from Postgres to ClickHouse" in sent
+    assert "4 TB of ticks" in sent
+    again = event_body("app_mention_in_thread", text="<@U0BOT0001> and the backfill?")
+    await bot.send(again)
+    await answered(fake_slack, "C0GENERAL", "1764150100.000200", count=2)
+    assert len(fake_slack.calls_of("conversations.replies")) == 1
+
+
+async def test_dm_is_answered_in_the_dm(bot: RunningBot, fake_slack: FakeSlack) -> None:
+    body = event_body("message_im")
+    await bot.send(body)
+    [post] = await answered(fake_slack, "D0ALICEDM", None)
+    assert "version our training data" in post.args["markdown_text"]
+    assert post.args["markdown_text"].endswith(SIGN_OFF)
+
+
+async def test_broadcast_mentions_from_the_model_are_neutralised(
+    bot: RunningBot, fake_slack: FakeSlack, fake_anthropic: FakeAnthropic
+) -> None:
+    fake_anthropic.reply_text(
+        "Tell <!channel> and <!here> and <!everyone> and <!subteam^S0PLAT|@platform>."
+    )
+    body = event_body("app_mention")
+    await bot.send(body)
+    [post] = await answered(fake_slack, "C0GENERAL", body["event"]["ts"])
+    text = post.args["markdown_text"]
+    assert "<!" not in text
+    for word in ("@channel", "@here", "@everyone", "@platform"):
+        assert word not in text
+    assert "@\u200bchannel" in text and "@\u200bplatform" in text
+
+
+def long_answer() -> str:
+    code = "\n".join(
+        f"    step_{i:03d} = pipeline.run(batch={i})  # stage {i} of the backfill"
+        for i in range(400)
+    )
+    prose = "\n\n".join(
+        f"Section {i}. " + "Weigh latency against cost and operability. " * 12 for i in range(45)
+    )
+    return f"{prose}\n\n```python\ndef backfill():\n{code}\n```\n\nThat is the plan."
+
+
+async def test_a_30000_character_answer_arrives_whole_with_closed_fences(
+    bot: RunningBot, fake_slack: FakeSlack, fake_anthropic: FakeAnthropic
+) -> None:
+    answer = long_answer()
+    assert len(answer) >= 30_000
+    fake_anthropic.reply_text(answer)
+    body = event_body("app_mention")
+    ts = body["event"]["ts"]
+    await bot.send(body)
+    await eventually(
+        lambda: any(SIGN_OFF in c.args["markdown_text"] for c in fake_slack.posts(thread_ts=ts)),
+        what="the last part",
+    )
+    parts = [c.args["markdown_text"] for c in fake_slack.posts(thread_ts=ts)]
+    assert len(parts) >= 3
+    assert all(len(p) <= 12_000 for p in parts)
+    for p in parts:
+        fences = [line for line in p.split("\n") if line.lstrip().startswith("```")]
+        assert len(fences) % 2 == 0, "a part leaves a code fence open"
+    assert [SIGN_OFF in p for p in parts] == [False] * (len(parts) - 1) + [True]
+    joined = "\n".join(parts)
+    for i in range(400):
+        assert joined.count(f"step_{i:03d} = pipeline.run(batch={i})") == 1
+    assert "Section 44." in joined and "That is the plan." in joined
+
+
+async def test_a_429_on_posting_is_retried_after_retry_after(
+    bot: RunningBot, fake_slack: FakeSlack
+) -> None:
+    fake_slack.fail_next("chat.postMessage", 429, retry_after=1)
+    body = event_body("app_mention")
+    ts = body["event"]["ts"]
+    await bot.send(body)
+    [post] = await answered(fake_slack, "C0GENERAL", ts)
+    tries = [c for c in fake_slack.calls_of("chat.postMessage") if c.args.get("thread_ts") == ts]
+    assert [c.status for c in tries] == [429, 200]
+    assert post.at - tries[0].at >= 1.0
+
+
+async def test_a_failed_post_is_logged_with_the_thread_and_posted_after_restart(
+    tmp_path: Path,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings, secrets = slack_settings(tmp_path, fake_slack), slack_secrets(fake_anthropic)
+    fake_slack.fail_next("chat.postMessage", 200, error="channel_not_found")
+    body = event_body("app_mention")
+    ts = body["event"]["ts"]
+    key = f"slack/T0TEAM001/C0GENERAL/{ts}"
+    first = await RunningBot(settings, secrets, fake_slack).start()
+    with caplog.at_level(logging.ERROR, logger="adapters.slack_adapter"):
+        await first.send(body)
+        record = await eventually(
+            lambda: [r for r in caplog.records if key in r.getMessage()], what="the failure log"
+        )
+    assert "channel_not_found" in record[0].getMessage()
+    assert BOT_TOKEN not in caplog.text
+    assert await first.stop() == 0
+    with sqlite3.connect(settings.storage.path) as db:
+        rows = db.execute("SELECT reply, posted_at FROM turns").fetchall()
+    assert len(rows) == 1 and rows[0][0].endswith(SIGN_OFF) and rows[0][1] is None
+    second = await RunningBot(settings, secrets, fake_slack).start()
+    try:
+        [post] = await answered(fake_slack, "C0GENERAL", ts)
+        assert post.args["markdown_text"] == rows[0][0]
+    finally:
+        assert await second.stop() == 0
+
+
+async def test_slash_command_maps_onto_bang_commands(
+    bot: RunningBot, fake_slack: FakeSlack, fake_anthropic: FakeAnthropic
+) -> None:
+    form = {k: str(v) for k, v in load_payload("slash_command").items()}
+    form["response_url"] = f"{fake_slack.url}/commands/T0TEAM001/1/ok"
+    status, elapsed = await bot.command(form)
+    assert status == 200 and elapsed < 3.0
+    [added] = await eventually(lambda: list(fake_slack.responses), what="the command's response")
+    assert added.args["response_type"] == "in_channel"
+    assert "Pick a feature store" in added.args["blocks"][0]["text"]
+    form.update(
+        text="todos", trigger_id="2.2.2", response_url=f"{fake_slack.url}/commands/T0TEAM001/2/ok"
+    )
+    await bot.command(form)
+    await eventually(lambda: len(fake_slack.responses) >= 2, what="the todos response")
+    assert "Pick a feature store" in fake_slack.responses[1].args["blocks"][0]["text"]
+    form.update(
+        text="frobnicate",
+        trigger_id="3.3.3",
+        response_url=f"{fake_slack.url}/commands/T0TEAM001/3/ok",
+    )
+    await bot.command(form)
+    await eventually(lambda: len(fake_slack.responses) >= 3, what="the error response")
+    assert fake_slack.responses[2].args["response_type"] == "ephemeral"
+    assert "!help" in fake_slack.responses[2].args["blocks"][0]["text"]
+    assert not fake_anthropic.message_requests  # commands never call the model
+
+
+async def test_bang_command_in_a_mention(
+    bot: RunningBot, fake_slack: FakeSlack, fake_anthropic: FakeAnthropic
+) -> None:
+    body = event_body("app_mention", text="<@U0BOT0001> !todo add Measure p99 latency")
+    await bot.send(body)
+    [post] = await answered(fake_slack, "C0GENERAL", body["event"]["ts"])
+    assert "Measure p99 latency" in post.args["markdown_text"]
+    assert not fake_anthropic.message_requests
+
+
+async def test_socket_mode_answers_and_acks(
+    tmp_path: Path, fake_anthropic: FakeAnthropic, fake_slack: FakeSlack
+) -> None:
+    settings = slack_settings(tmp_path, fake_slack, mode="socket")
+    running = await RunningBot(
+        settings, slack_secrets(fake_anthropic, SLACK_APP_TOKEN=APP_TOKEN), fake_slack
+    ).start()
+    try:
+        [opened] = fake_slack.calls_of("apps.connections.open")
+        assert opened.headers["Authorization"] == f"Bearer {APP_TOKEN}"
+        body = event_body("app_mention")
+        fake_slack.send_socket_event(body, "env-1")
+        fake_slack.send_socket_event(body, "env-2", retry_attempt=1)
+        await eventually(
+            lambda: {a.get("envelope_id") for a in fake_slack.socket_acks} >= {"env-1", "env-2"},
+            what="both envelopes acknowledged",
+        )
+        [post] = await answered(fake_slack, "C0GENERAL", body["event"]["ts"])
+        assert post.args["markdown_text"].endswith(SIGN_OFF)
+    finally:
+        assert await running.stop() == 0
+
+
+async def test_doctor_calls_auth_test(
+    tmp_path: Path, fake_anthropic: FakeAnthropic, fake_slack: FakeSlack
+) -> None:
+    settings = slack_settings(tmp_path, fake_slack)
+    line = await doctor_check(settings, slack_secrets(fake_anthropic))
+    assert line is not None and "@archbot" in line and "T0TEAM001" in line
+    assert fake_slack.calls_of("auth.test")
+    assert await doctor_check(Settings(), slack_secrets(fake_anthropic)) is None  # not enabled
+    with pytest.raises(ConfigError, match="SLACK_SIGNING_SECRET"):
+        await doctor_check(settings, slack_secrets(fake_anthropic, SLACK_SIGNING_SECRET=""))
+    with pytest.raises(ConfigError, match="SLACK_APP_TOKEN"):
+        await doctor_check(
+            slack_settings(tmp_path, fake_slack, mode="socket"), slack_secrets(fake_anthropic)
+        )
+    fake_slack.fail_next("auth.test", 200, error="invalid_auth")
+    with pytest.raises(ArchbotError, match="invalid_auth") as info:
+        await doctor_check(settings, slack_secrets(fake_anthropic))
+    assert BOT_TOKEN not in str(info.value)
+
+
+def test_fake_answers_auth_test_with_user_and_bot_ids(fake_slack: FakeSlack) -> None:
+    from slack_sdk import WebClient
+
+    auth = WebClient(token=BOT_TOKEN, base_url=f"{fake_slack.url}/api/").auth_test(
+        team_id="T0TEAM001"
+    )
+    assert (auth["user_id"], auth["bot_id"]) == (BOT_USER_ID, BOT_ID)
+    assert fake_slack.calls_of("auth.test")[0].args["team_id"] == "T0TEAM001"  # query string merged

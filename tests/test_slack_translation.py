@@ -1,0 +1,234 @@
+"""Pure Slack payload -> IncomingMessage translation and outgoing text rendering, on recorded payloads."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from adapters.slack_adapter import (
+    MARKDOWN_LIMIT,
+    context_from_replies,
+    conversation_thread,
+    is_error_reply,
+    mentions_user,
+    needs_prior_context,
+    neutralize_broadcasts,
+    render_parts,
+    reply_thread_ts,
+    should_answer_message,
+    slash_to_incoming,
+    strip_mentions,
+    to_incoming,
+)
+from bot.events import Reply
+from bot.formatting import fences_balanced
+from bot.signoff import SIGN_OFF
+from tests.fakes.fake_slack import load_payload
+
+BOT = "U0BOT0001"
+GENERAL_THREAD = "slack/T0TEAM001/C0GENERAL/1764150000.000100"
+
+
+def never(_key: str) -> bool:
+    return False
+
+
+def always(_key: str) -> bool:
+    return True
+
+
+@pytest.mark.parametrize(
+    ("text", "bot", "expected"),
+    [
+        ("<@U0BOT0001> should we shard?", BOT, "should we shard?"),
+        ("<@U0BOT0001|archbot> should we shard?", BOT, "should we shard?"),
+        ("<@W0BOT0009>   !todos", "W0BOT0009", "!todos"),
+        (
+            "hey <@U0BOT0001>, thoughts on <@U0ALICE01|alice>'s plan?",
+            BOT,
+            "hey , thoughts on <@U0ALICE01|alice>'s plan?",
+        ),
+        ("<@U0BOT0001> ping <@U0BOT0001>", BOT, "ping"),
+        ("<@U0BOT0001> no id known", None, "no id known"),
+        ("ask <@U0ALICE01> first", None, "ask <@U0ALICE01> first"),
+    ],
+)
+def test_strip_mentions_removes_only_the_bots_mention(
+    text: str, bot: str | None, expected: str
+) -> None:
+    assert strip_mentions(text, bot) == expected
+
+
+def test_mentions_user_sees_every_encoding() -> None:
+    assert mentions_user("<@U0BOT0001> hi", BOT)
+    assert mentions_user("hi <@U0BOT0001|archbot>", BOT)
+    assert not mentions_user("hi <@U0ALICE01>", BOT)
+    assert not mentions_user("hi", None)
+
+
+def test_top_level_mention_becomes_a_thread_on_its_own_ts() -> None:
+    body = load_payload("app_mention")
+    msg = to_incoming(body, BOT)
+    assert msg is not None
+    assert (msg.platform, msg.workspace, msg.channel) == ("slack", "T0TEAM001", "C0GENERAL")
+    assert msg.thread == "1764150000.000100"
+    assert msg.thread_key == GENERAL_THREAD
+    assert msg.user == "U0ALICE01"
+    assert msg.text == "should we put features in Redis or Feast?"
+    assert not msg.is_dm
+    assert reply_thread_ts(msg.channel, msg.thread) == "1764150000.000100"
+
+
+def test_mention_in_a_thread_keys_on_thread_ts_and_keeps_other_mentions() -> None:
+    msg = to_incoming(load_payload("app_mention_in_thread"), BOT)
+    assert msg is not None
+    assert msg.thread == "1764150100.000200"
+    assert msg.text == "what do you think of <@U0ALICE01>'s plan?"
+
+
+def test_enterprise_mention_with_w_ids_is_a_command() -> None:
+    msg = to_incoming(load_payload("app_mention_enterprise"), "W0BOT0009")
+    assert msg is not None
+    assert msg.user == "W0CAROL03"
+    assert msg.text == "!todos"
+
+
+def test_channel_mention_and_its_message_twin_are_one_message() -> None:
+    mention = load_payload("app_mention")
+    twin = load_payload("message_channel_with_mention")
+    assert mention["event_id"] != twin["event_id"]  # Slack gives the twins different event ids
+    a, b = to_incoming(mention, BOT), to_incoming(twin, BOT)
+    assert a is not None and b is not None
+    assert a.event_id == b.event_id  # ... so the core's dedupe keys on the message itself
+    assert not should_answer_message(twin, BOT, always)  # the app_mention answers it
+
+
+def test_redelivered_event_has_the_same_key() -> None:
+    first, again = (
+        to_incoming(load_payload("app_mention"), BOT),
+        to_incoming(load_payload("app_mention"), BOT),
+    )
+    assert first is not None and again is not None
+    assert first.event_id == again.event_id
+
+
+def test_thread_follow_up_is_answered_only_in_threads_the_bot_knows() -> None:
+    body = load_payload("message_thread_followup")
+    seen: list[str] = []
+
+    def knows(key: str) -> bool:
+        seen.append(key)
+        return key == GENERAL_THREAD
+
+    assert should_answer_message(body, BOT, knows)
+    assert seen == [GENERAL_THREAD]
+    assert not should_answer_message(body, BOT, never)
+    msg = to_incoming(body, BOT)
+    assert msg is not None and msg.thread_key == GENERAL_THREAD
+
+
+def test_top_level_channel_chatter_is_ignored() -> None:
+    assert not should_answer_message(load_payload("message_channel_top_level"), BOT, always)
+
+
+@pytest.mark.parametrize("name", ["message_own_bot", "message_other_bot", "message_changed"])
+def test_bots_and_edits_are_never_answered(name: str) -> None:
+    body = load_payload(name)
+    assert to_incoming(body, BOT) is None
+    assert not should_answer_message(body, BOT, always)
+
+
+def test_own_message_is_ignored_even_without_bot_id() -> None:
+    body = load_payload("message_thread_followup")
+    body["event"]["user"] = BOT
+    assert to_incoming(body, BOT) is None
+
+
+def test_dm_is_always_answered_in_the_dm_timeline() -> None:
+    body = load_payload("message_im")
+    assert should_answer_message(body, BOT, never)
+    msg = to_incoming(body, BOT)
+    assert msg is not None
+    assert msg.is_dm
+    assert msg.thread == "D0ALICEDM"
+    assert msg.thread_key == "slack/T0TEAM001/D0ALICEDM/D0ALICEDM"
+    assert reply_thread_ts(msg.channel, msg.thread) is None  # answered top-level in the DM
+
+
+def test_dm_thread_keys_on_thread_ts_even_with_a_mention() -> None:
+    body = load_payload("message_im_thread")
+    assert should_answer_message(body, BOT, never)
+    msg = to_incoming(body, BOT)
+    assert msg is not None
+    assert msg.thread == "1764150500.000700"
+    assert msg.text == "and for the feature store?"
+    assert conversation_thread(body["event"]) == reply_thread_ts(msg.channel, msg.thread)
+
+
+def test_mention_inside_an_unknown_thread_needs_its_earlier_messages() -> None:
+    assert needs_prior_context(load_payload("app_mention_in_thread"), never)
+    assert not needs_prior_context(load_payload("app_mention_in_thread"), always)
+    assert not needs_prior_context(load_payload("app_mention"), never)  # a new thread has no past
+
+
+def test_context_from_replies_keeps_earlier_messages_only() -> None:
+    replies = load_payload("conversations_replies")["messages"]
+    context = context_from_replies(replies, "1764150300.000500", BOT)
+    assert [c.user for c in context] == ["U0ALICE01", "U0BOB0002", "deploybot"]
+    assert context[0].text.startswith("Proposal: move the tick store")
+    assert [c.is_bot for c in context] == [False, False, True]
+
+
+def test_slash_command_maps_onto_a_bang_command() -> None:
+    payload = load_payload("slash_command")
+    msg = slash_to_incoming(payload)
+    assert msg.text == "!todo add Pick a feature store"
+    assert (msg.workspace, msg.channel, msg.user, msg.user_name) == (
+        "T0TEAM001",
+        "C0GENERAL",
+        "U0ALICE01",
+        "alice",
+    )
+    assert msg.event_id == f"slash:{payload['trigger_id']}"
+    assert reply_thread_ts(msg.channel, msg.thread) is None
+    assert slash_to_incoming({**payload, "text": ""}).text == "!help"
+    assert slash_to_incoming({**payload, "text": "!todos"}).text == "!todos"
+
+
+def test_error_replies_are_ephemeral() -> None:
+    assert is_error_reply(Reply("Unknown command `!nope`.", "k", kind="command"))
+    assert is_error_reply(Reply("model down", "k", kind="error"))
+    assert not is_error_reply(Reply("1. pick a store", "k", kind="command"))
+
+
+@pytest.mark.parametrize(
+    ("raw", "shown"),
+    [
+        ("<!channel> heads up", "@\u200bchannel heads up"),
+        ("<!here|here> now", "@\u200bhere now"),
+        ("<!everyone>", "@\u200beveryone"),
+        ("ask <!subteam^S0PLATFORM|@platform-team>", "ask @\u200bplatform-team"),
+        ("ask <!subteam^S0PLATFORM>", "ask @\u200bsubteam"),
+        ("plain @here and @channel", "plain @\u200bhere and @\u200bchannel"),
+        ("mail ops@here.example", "mail ops@here.example"),
+    ],
+)
+def test_broadcasts_are_neutralised(raw: str, shown: str) -> None:
+    assert neutralize_broadcasts(raw) == shown
+
+
+def test_long_answer_splits_outside_fences_with_sign_off_last() -> None:
+    code = "\n".join(f"    step_{i:03d} = pipeline.run(batch={i})  # stage {i}" for i in range(400))
+    prose = "\n\n".join(f"Paragraph {i}: " + "trade-offs of the design " * 20 for i in range(40))
+    text = f"{prose}\n\n```python\n{code}\n```\n\nMore notes after the code.\n\n{SIGN_OFF}"
+    assert len(text) > 30_000
+    parts = render_parts(text)
+    assert len(parts) >= 3
+    assert all(len(p) <= MARKDOWN_LIMIT for p in parts)
+    assert all(fences_balanced(p) for p in parts)
+    assert parts[-1].endswith(SIGN_OFF)
+    assert sum(p.count(SIGN_OFF) for p in parts) == 1
+    joined = "\n".join(parts)
+    found = [int(m) for m in re.findall(r"step_(\d{3}) =", joined)]
+    assert found == list(range(400))  # every code line, once, in order
