@@ -71,22 +71,29 @@ class Where:
     parent_id: str | None = None
 
 
-def mention_pattern(bot_id: str) -> re.Pattern[str]:
-    """Matches `<@id>` and the legacy nickname form `<@!id>` of the bot."""
-    return re.compile(rf"<@!?{re.escape(bot_id)}>")
+def mention_pattern(bot_id: str, role_id: str | None = None) -> re.Pattern[str]:
+    """Matches `<@id>`, the legacy nickname form `<@!id>`, and `<@&role>` of the bot's own role.
+
+    Discord's autocomplete sometimes inserts the bot's managed role instead of the bot user.
+    """
+    forms = [rf"<@!?{re.escape(bot_id)}>"]
+    if role_id:
+        forms.append(rf"<@&{re.escape(role_id)}>")
+    return re.compile("|".join(forms))
 
 
-def strip_bot_mention(text: str, bot_id: str) -> str:
-    """Remove the bot's mentions and tidy the whitespace they leave behind."""
-    stripped = mention_pattern(bot_id).sub(" ", text)
-    return re.sub(r"[ \t]{2,}", " ", stripped).strip()
+def strip_bot_mention(text: str, bot_id: str, role_id: str | None = None) -> str:
+    """Remove the bot's mentions (and the blanks right after them); the rest is kept verbatim."""
+    return re.sub(rf"(?:{mention_pattern(bot_id, role_id).pattern})[ \t]*", "", text).strip()
 
 
-def mentions_bot(payload: Mapping[str, Any], bot_id: str) -> bool:
-    """True when the message mentions the bot (a user mention, not @everyone)."""
+def mentions_bot(payload: Mapping[str, Any], bot_id: str, role_id: str | None = None) -> bool:
+    """True when the message mentions the bot or its own role (never for @everyone)."""
     if any(str(m.get("id")) == bot_id for m in payload.get("mentions") or []):
         return True
-    return bool(mention_pattern(bot_id).search(payload.get("content") or ""))
+    if role_id and role_id in {str(r) for r in payload.get("mention_roles") or []}:
+        return True
+    return bool(mention_pattern(bot_id, role_id).search(payload.get("content") or ""))
 
 
 def is_from_bot(payload: Mapping[str, Any]) -> bool:
@@ -95,13 +102,17 @@ def is_from_bot(payload: Mapping[str, Any]) -> bool:
     return bool(author.get("bot") or author.get("system") or payload.get("webhook_id"))
 
 
-def display_name(author: Mapping[str, Any]) -> str:
-    """The name people see: global display name, else the username."""
-    return str(author.get("global_name") or author.get("username") or author.get("id") or "")
+def display_name(payload: Mapping[str, Any]) -> str:
+    """The name people see: server nickname, else global display name, else the username."""
+    author = payload.get("author") or {}
+    nick = (payload.get("member") or {}).get("nick")
+    return str(
+        nick or author.get("global_name") or author.get("username") or author.get("id") or ""
+    )
 
 
 def incoming_from_payload(
-    payload: Mapping[str, Any], *, bot_id: str, where: Where
+    payload: Mapping[str, Any], *, bot_id: str, where: Where, role_id: str | None = None
 ) -> IncomingMessage:
     """Translate a MESSAGE_CREATE payload into the core's event.
 
@@ -125,8 +136,8 @@ def incoming_from_payload(
         channel=channel,
         thread=thread,
         user=str(author.get("id", "")),
-        user_name=display_name(author),
-        text=strip_bot_mention(payload.get("content") or "", bot_id),
+        user_name=display_name(payload),
+        text=strip_bot_mention(payload.get("content") or "", bot_id, role_id),
         event_id=message_id,
         is_dm=where.kind == "dm",
     )
@@ -167,7 +178,9 @@ def payload_of(message: discord.Message) -> dict[str, Any]:
             "bot": author.bot,
             "system": author.system,
         },
+        "member": {"nick": getattr(author, "nick", None)},
         "mentions": [{"id": str(u.id)} for u in message.mentions],
+        "mention_roles": [str(r) for r in message.raw_role_mentions],
         "webhook_id": str(message.webhook_id) if message.webhook_id else None,
     }
 
@@ -316,6 +329,8 @@ class ArchbotClient(discord.Client):
     """discord.py client wired to the core: dependencies passed in, async set-up in setup_hook."""
 
     def __init__(self, core: Core, *, api_url: str) -> None:
+        # archbot never joins voice: skip discord.py's warnings about missing voice extras.
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
         intents = discord.Intents.default()
         intents.message_content = True  # privileged: switched on in the Developer Portal
         super().__init__(intents=intents, allowed_mentions=NO_PINGS)
@@ -375,8 +390,10 @@ class ArchbotClient(discord.Client):
         where = where_of(channel)
         if where is None:
             return
-        mentioned = mentions_bot(payload, str(bot_id))
-        msg = incoming_from_payload(payload, bot_id=str(bot_id), where=where)
+        own_role = message.guild.self_role if message.guild else None
+        role_id = str(own_role.id) if own_role else None
+        mentioned = mentions_bot(payload, str(bot_id), role_id)
+        msg = incoming_from_payload(payload, bot_id=str(bot_id), where=where, role_id=role_id)
         consultant = self.core.consultant
         target: Sendable
         if where.kind == "dm":

@@ -19,12 +19,17 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.middleware.authorization.async_single_team_authorization import (
+    AsyncSingleTeamAuthorization,
+)
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.app import Core
 from bot.errors import ArchbotError, ConfigError
@@ -46,6 +51,14 @@ STOP_SECONDS = 10.0
 # Message subtypes that are a person writing; edits, joins and deletions are not.
 _HUMAN_SUBTYPES = frozenset({None, "", "file_share", "thread_broadcast", "me_message"})
 _SEEN_CAPACITY = 10_000
+# What a Web API call raises when Slack says no or cannot be reached (slack-sdk's async
+# client lets aiohttp's connection errors through once its retry handlers give up).
+CALL_ERRORS: tuple[type[BaseException], ...] = (
+    SlackClientError,
+    aiohttp.ClientError,
+    OSError,
+    TimeoutError,
+)
 
 # <@U123>, <@W123> and <@U123|label>: user mentions as the Events API encodes them.
 _USER_MENTION = re.compile(r"<@(?P<id>[UW][A-Z0-9]+)(?:\|[^>]*)?>")
@@ -267,9 +280,14 @@ def is_error_reply(reply: Reply) -> bool:
 
 def make_client(token: str, api_url: str) -> AsyncWebClient:
     """A Web API client on `api_url` that retries connection errors and 429s (after Retry-After)."""
-    base_url = api_url if api_url.endswith("/") else f"{api_url}/"
-    client = AsyncWebClient(token=token, base_url=base_url)
-    client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
+    return configure_client(AsyncWebClient(token=token), api_url)
+
+
+def configure_client(client: AsyncWebClient, api_url: str) -> AsyncWebClient:
+    """Point a client at `api_url` and add slack-sdk's 429 handler (it honours Retry-After)."""
+    client.base_url = api_url if api_url.endswith("/") else f"{api_url}/"
+    if not any(isinstance(h, AsyncRateLimitErrorRetryHandler) for h in client.retry_handlers):
+        client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
     return client
 
 
@@ -307,10 +325,18 @@ class SlackOutbox:
 # the adapter
 
 
+_SECRET_HINTS = {
+    "SLACK_BOT_TOKEN": "export the app's Bot User OAuth Token (xoxb-...)",
+    "SLACK_SIGNING_SECRET": '[slack] mode = "http" needs the app\'s signing secret',
+    "SLACK_APP_TOKEN": "Socket Mode needs an app-level token (xapp-...) with connections:write, "
+    'or set [slack] mode = "http"',
+}
+
+
 def _secret(value: Any, name: str) -> str:
     raw = value.get_secret_value() if value is not None else ""
     if not raw:
-        raise ConfigError(f"slack: {name} is not set (put it in the environment)")
+        raise ConfigError(f"{name} is not set: {_SECRET_HINTS[name]}")
     return str(raw)
 
 
@@ -340,7 +366,7 @@ class _ThinkingIndicator:
             except SlackApiError as exc:
                 log.debug("assistant status unavailable (%s); using a reaction", _describe(exc))
                 self.status_works[dm] = False
-            except SlackClientError as exc:
+            except CALL_ERRORS as exc:
                 log.warning("thinking status failed: %s", _describe(exc))
                 return ""
         try:
@@ -348,7 +374,7 @@ class _ThinkingIndicator:
                 channel=channel, timestamp=message_ts, name=THINKING_REACTION
             )
             return "reaction"
-        except SlackClientError as exc:
+        except CALL_ERRORS as exc:
             log.warning("thinking reaction failed in %s: %s", channel, _describe(exc))
             return ""
 
@@ -365,7 +391,7 @@ class _ThinkingIndicator:
                 await self.client.assistant_threads_setStatus(
                     channel_id=channel, thread_ts=thread_ts, status=""
                 )
-        except SlackClientError as exc:
+        except CALL_ERRORS as exc:
             log.warning("removing the thinking indicator in %s failed: %s", channel, _describe(exc))
 
 
@@ -388,16 +414,18 @@ class SlackAdapter:
             signing_secret = _secret(secrets.slack_signing_secret, "SLACK_SIGNING_SECRET")
         else:
             self._app_token = _secret(secrets.slack_app_token, "SLACK_APP_TOKEN")
-        self.client = make_client(token, self.settings.api_url)
-        self.outbox = SlackOutbox(self.client)
-        self.thinking = _ThinkingIndicator(self.client)
+        # Bolt builds its client from the token (given a client, it warns about SLACK_BOT_TOKEN in
+        # the environment); bolt copies base_url and retry handlers into each request's client.
         self.app = AsyncApp(
-            client=self.client,
-            signing_secret=signing_secret or None,
+            token=token,
+            signing_secret=signing_secret,
             request_verification_enabled=self.mode == "http",
             process_before_response=False,
             logger=logging.getLogger("slack_bolt.archbot"),
         )
+        self.client = configure_client(self.app.client, self.settings.api_url)
+        self.outbox = SlackOutbox(self.client)
+        self.thinking = _ThinkingIndicator(self.client)
         self.app.event("app_mention")(self._on_app_mention)
         self.app.event("message")(self._on_message)
         self.app.command(SLASH_COMMAND)(self._on_slash_command)
@@ -424,16 +452,30 @@ class SlackAdapter:
         """Learn who the bot is, then listen (HTTP server or Socket Mode connection)."""
         try:
             auth = await self.client.auth_test()
-        except SlackClientError as exc:
+        except CALL_ERRORS as exc:
             raise ArchbotError(f"slack: auth.test failed: {_describe(exc)}") from None
         self.bot_user_id = str(auth.get("user_id") or "") or None
         self.bot_id = str(auth.get("bot_id") or "") or None
         self.team_id = str(auth.get("team_id") or "")
         self.outbox.workspace = self.team_id
+        self._prime_authorization(auth)
         if self.mode == "http":
             await self._start_http()
         else:
             await self._start_socket()
+
+    def _prime_authorization(self, auth: AsyncSlackResponse) -> None:
+        """Hand our auth.test answer to bolt's authorization middleware.
+
+        Otherwise bolt calls auth.test inside the first request's acknowledgement, once per
+        concurrent request until one returns (a burst at start-up).
+        """
+        for middleware in getattr(self.app, "_async_middleware_list", []):
+            if (
+                isinstance(middleware, AsyncSingleTeamAuthorization)
+                and middleware.auth_test_result is None
+            ):
+                middleware.auth_test_result = auth
 
     async def _start_http(self) -> None:
         web_app = web.Application()
@@ -470,7 +512,7 @@ class SlackAdapter:
         self._socket = AsyncSocketModeHandler(self.app, self._app_token, web_client=self.client)
         try:
             await self._socket.connect_async()
-        except SlackClientError as exc:
+        except CALL_ERRORS as exc:
             await self._socket.close_async()
             self._socket = None
             raise ArchbotError(f"slack: Socket Mode connection failed: {_describe(exc)}") from None
@@ -496,8 +538,8 @@ class SlackAdapter:
 
     async def _on_app_mention(self, body: dict[str, Any]) -> None:
         event = body.get("event") or {}
-        if not is_person_message(event, self.bot_user_id):
-            return
+        if not is_person_message(event, self.bot_user_id) or message_key(event) in self._seen:
+            return  # a bot, or a redelivery of a message already taken in (no second thread read)
         prior: tuple[ContextMessage, ...] = ()
         if needs_prior_context(body, self.core.consultant.knows_thread):
             prior = await self._read_thread(
@@ -526,23 +568,25 @@ class SlackAdapter:
             reply = await self.core.consultant.handle(msg)
         except Exception:
             log.exception("slack: %s failed in %s", SLASH_COMMAND, msg.thread_key)
-            await respond(
-                text="Sorry, that command failed; the error is in the bot's log.",
-                response_type="ephemeral",
-            )
-            return
+            reply = Reply("Sorry, that command failed; the error is in the bot's log.", "", "error")
         if reply is None:
-            await respond(
-                text="You can't use archbot here (see the bot's [access] settings).",
-                response_type="ephemeral",
+            reply = Reply(
+                "You can't use archbot here (see the bot's [access] settings).", "", "error"
             )
-            return
         response_type = "ephemeral" if is_error_reply(reply) else "in_channel"
-        for part in render_parts(reply.text):
-            await respond(
-                text=_fallback(part),
-                blocks=[{"type": "markdown", "text": part}],
-                response_type=response_type,
+        try:
+            for part in render_parts(reply.text):
+                await respond(
+                    text=_fallback(part),
+                    blocks=[{"type": "markdown", "text": part}],
+                    response_type=response_type,
+                )
+        except CALL_ERRORS as exc:
+            log.error(
+                "slack: answering %s in %s failed: %s",
+                SLASH_COMMAND,
+                msg.channel_key,
+                _describe(exc),
             )
 
     # the work ------------------------------------------------------------------------------------
@@ -555,7 +599,7 @@ class SlackAdapter:
             response = await self.client.conversations_replies(
                 channel=channel, ts=thread_ts, limit=CONTEXT_LIMIT
             )
-        except SlackClientError as exc:
+        except CALL_ERRORS as exc:
             log.warning(
                 "slack: could not read earlier messages of %s/%s: %s",
                 channel,
@@ -579,9 +623,9 @@ class SlackAdapter:
         self._active += 1
         self._idle.clear()
         thread_ts = reply_thread_ts(msg.channel, msg.thread)
-        how = await self.thinking.start(msg.channel, thread_ts, message_ts, msg.is_dm)
-        posted = False
+        how, posted = "", False
         try:
+            how = await self.thinking.start(msg.channel, thread_ts, message_ts, msg.is_dm)
             reply = await self.core.consultant.handle(msg)
             if reply is not None:
                 posted = await self._deliver(msg, reply)
@@ -623,7 +667,7 @@ def _fallback(part: str, size: int = 300) -> str:
 async def _auth_status(client: AsyncWebClient, mode: str) -> str:
     try:
         auth = await client.auth_test()
-    except SlackClientError as exc:
+    except CALL_ERRORS as exc:
         raise ArchbotError(f"auth.test failed: {_describe(exc)}") from None
     return f"auth.test ok: @{auth.get('user')} in {auth.get('team')} ({auth.get('team_id')}), {mode} mode"
 

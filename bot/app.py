@@ -17,8 +17,8 @@ from bot.llm import ModelClient
 from bot.settings import Secrets, Settings, load_secrets
 from bot.store import Store
 from bot.tools import Services
-from bot.web import WebFetcher
 from bot.toolset import commands, tools
+from bot.web import WebFetcher
 
 log = logging.getLogger(__name__)
 

@@ -374,7 +374,10 @@ class GitHubClient:
         except ArchbotError:
             raise
         except (GitHubException, ValidationError) as exc:
-            log.info("github: %s failed: %r", what, exc)
+            not_found = isinstance(exc, RequestFailed) and exc.response.status_code == 404
+            log.log(
+                logging.DEBUG if not_found else logging.INFO, "github: %s failed: %r", what, exc
+            )
             raise describe_github_error(exc, what) from None
 
     async def repository(self, repo: str) -> FullRepository:

@@ -15,8 +15,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
+from githubkit_schemas.v2026_03_10.models import ContentFile, ContentSubmodule, ContentSymlink
 from pydantic import Field
 
 from bot.errors import AccessDenied, ToolError
@@ -24,7 +25,7 @@ from bot.github import Activity, GitHubClient, valid_repo_name
 from bot.tools import ToolContext, tool
 
 if TYPE_CHECKING:
-    from githubkit_schemas.v2026_03_10.models import ContentFile, SearchCodeGetResponse200
+    from githubkit_schemas.v2026_03_10.models import SearchCodeGetResponse200
 
 MAX_LINES = 400
 MAX_BYTES = 40_000
@@ -258,7 +259,7 @@ async def find_usages(
                 raise
             unmatched.append(item.path)
             continue
-        text = _decode_text(content) if _is_file(content) else None
+        text = _decode_text(content) if isinstance(content, ContentFile) else None
         if text is None:
             unmatched.append(item.path)
             continue
@@ -271,10 +272,6 @@ async def find_usages(
 
 
 # -- read_file -----------------------------------------------------------------------------------
-
-
-def _is_file(content: Any) -> bool:
-    return getattr(content, "type", None) == "file" and hasattr(content, "encoding")
 
 
 def _decode_text(content: ContentFile) -> str | None:
@@ -381,26 +378,25 @@ async def read_file(
         return f"{target}:{path} is a directory with {len(content)} entries:\n" + untrusted(
             f"github {target}", "\n".join(entries) + more
         )
-    kind = getattr(content, "type", "")
-    if kind == "symlink":
-        return f"{target}:{path} is a symlink to {getattr(content, 'target', '?')}; read that path."
-    if kind == "submodule":
-        url = getattr(content, "submodule_git_url", "?")
-        return f"{target}:{path} is a git submodule ({url}); its files are in that repository."
-    if not _is_file(content):
-        raise ToolError(f"{target}:{path} is not a regular file.")
-    assert not isinstance(content, list)
-    file = content  # a ContentFile
-    if getattr(file, "encoding", "") == "none" or (not file.content and file.size > 0):
-        raise ToolError(
-            f"{path} is too large to read through the API ({file.size:,} bytes; the limit is 1 MB)."
+    if isinstance(content, ContentSymlink):
+        return f"{target}:{path} is a symlink to {content.target}; read that path."
+    if isinstance(content, ContentSubmodule):
+        return (
+            f"{target}:{path} is a git submodule ({content.submodule_git_url}); "
+            "its files are in that repository."
         )
-    text = _decode_text(file)  # type: ignore[arg-type]
+    if content.type != "file":
+        raise ToolError(f"{target}:{path} is not a regular file.")
+    if content.encoding == "none" or (not content.content and content.size > 0):
+        raise ToolError(
+            f"{path} is too large to read through the API ({content.size:,} bytes; the limit is 1 MB)."
+        )
+    text = _decode_text(content)
     if text is None:
         raise ToolError(
-            f"{path} is a binary file ({file.size:,} bytes); it cannot be shown as text."
+            f"{path} is a binary file ({content.size:,} bytes); it cannot be shown as text."
         )
-    return format_file(target, file, text, ref, start_line, end_line)  # type: ignore[arg-type]
+    return format_file(target, content, text, ref, start_line, end_line)
 
 
 # -- recent_changes -------------------------------------------------------------------------------

@@ -117,6 +117,11 @@ class WebFetcher:
         self.total_timeout = total_timeout
         self.max_bytes = max_bytes
         self.max_chars = max_chars
+        if transport is None:
+            # No keep-alive: a pooled TLS connection is keyed by IP, and reusing one
+            # verified for another host name on the same CDN address would skip the
+            # certificate check for this one.
+            transport = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_keepalive_connections=0))
         self._client = httpx.AsyncClient(
             transport=transport,
             timeout=REQUEST_TIMEOUT,
@@ -203,6 +208,9 @@ class WebFetcher:
         request.headers["Host"] = shown_host if default_port else f"{shown_host}:{port}"
         if url.scheme == "https":
             request.extensions["sni_hostname"] = host
+        # Never reuse the connection: pools are keyed by IP, and a TLS session verified
+        # for another name on the same address must not carry this host's request.
+        request.headers["Connection"] = "close"
         return request
 
     async def _read(self, url: httpx.URL, response: httpx.Response) -> FetchedPage:

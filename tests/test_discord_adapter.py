@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import warnings
-
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +20,13 @@ with warnings.catch_warnings():  # discord.py imports audioop, deprecated since 
 
 from adapters import discord_adapter
 from adapters.runner import run_forever
+from bot.app import build_core
 from bot.errors import ArchbotError
+from bot.events import IncomingMessage, Reply
 from bot.formatting import fences_balanced
 from bot.settings import Secrets, Settings
 from bot.signoff import SIGN_OFF
+from bot.store import Store
 from tests.conftest import make_secrets, make_settings
 from tests.fakes.fake_anthropic import FakeAnthropic, ServerThread
 from tests.fakes.fake_discord import FakeDiscord, user_payload
@@ -33,10 +35,10 @@ TOKEN = "test-not-real"
 NO_PINGS = {"parse": []}
 
 
-async def until(predicate: Callable[[], object], what: str, timeout: float = 10.0) -> None:
-    """Wait for a condition (polling), failing with `what` after `timeout` seconds."""
+async def until(predicate: Callable[[], object], what: str, within: float = 10.0) -> None:
+    """Wait for a condition (polling), failing with `what` after `within` seconds."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while not predicate():
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
@@ -65,7 +67,9 @@ class _ReadyWatch(logging.Handler):
             self.ready = True
 
 
-async def start_bot(settings: Settings, secrets: Secrets) -> tuple[asyncio.Event, asyncio.Task[int]]:
+async def start_bot(
+    settings: Settings, secrets: Secrets
+) -> tuple[asyncio.Event, asyncio.Task[int]]:
     """`run_forever` as a task; returns once the runner says it is ready."""
     watch = _ReadyWatch()
     runner_log = logging.getLogger("adapters.runner")
@@ -75,7 +79,7 @@ async def start_bot(settings: Settings, secrets: Secrets) -> tuple[asyncio.Event
     stop = asyncio.Event()
     task = asyncio.create_task(run_forever(settings, secrets, stop))
     try:
-        await until(lambda: watch.ready or task.done(), "archbot ready", timeout=20)
+        await until(lambda: watch.ready or task.done(), "archbot ready", within=20)
     finally:
         runner_log.removeHandler(watch)
         runner_log.setLevel(old_level)
@@ -122,7 +126,9 @@ async def bot(
     tmp_path: Path, fake_discord: FakeDiscord, fake_anthropic: FakeAnthropic
 ) -> AsyncIterator[Running]:
     """`archbot run` in-process with Discord enabled, connected to the fakes."""
-    stop, task = await start_bot(discord_settings(tmp_path, fake_discord), discord_secrets(fake_anthropic))
+    stop, task = await start_bot(
+        discord_settings(tmp_path, fake_discord), discord_secrets(fake_anthropic)
+    )
     try:
         yield Running(fake_discord, fake_anthropic, stop, task)
     finally:
@@ -184,6 +190,16 @@ async def test_mention_opens_a_thread_and_follow_up_needs_no_mention(bot: Runnin
     assert bot_posts(fake, thread_id)[1]["content"].endswith(SIGN_OFF)
 
 
+async def test_mention_of_the_bots_role_also_opens_a_thread(bot: Running) -> None:
+    fake = bot.discord
+    sent = fake.message(
+        f"<@&{fake.bot_role_id}> Polars or Spark for 50 GB/day?", mention_bot_role=True
+    )
+    await until(lambda: bot_posts(fake, sent["id"]), "the answer in the thread")
+    (create,) = fake.rest("POST", rf"/channels/{fake.channel_id}/messages/{sent['id']}/threads")
+    assert create.body["name"] == "Polars or Spark for 50 GB/day?"
+
+
 async def test_channel_message_without_mention_and_bots_are_ignored(bot: Running) -> None:
     fake, model = bot.discord, bot.model
     fake.message("just chatting, no mention")
@@ -196,7 +212,9 @@ async def test_channel_message_without_mention_and_bots_are_ignored(bot: Running
     assert len(model.message_requests) == 1
     assert "ping from a bot" not in all_texts(model.message_requests[0].body)
     assert not fake.rest("POST", r"/channels/\d+/messages/\d+/threads")
-    assert all(c.path.startswith(f"/channels/{dm_channel}") for c in fake.rest("POST", r"/channels/.*"))
+    assert all(
+        c.path.startswith(f"/channels/{dm_channel}") for c in fake.rest("POST", r"/channels/.*")
+    )
 
 
 async def test_dm_is_answered_in_the_dm(bot: Running) -> None:
@@ -258,7 +276,9 @@ async def test_mentioned_in_a_foreign_thread_reads_its_history_once(
     stop, task = await start_bot(discord_settings(tmp_path, fake), discord_secrets(fake_anthropic))
     try:
         fake.message("unrelated chatter in the thread", channel_id=thread["id"])
-        fake.message(f"<@{fake.bot_id}> what would you change?", channel_id=thread["id"], mention_bot=True)
+        fake.message(
+            f"<@{fake.bot_id}> what would you change?", channel_id=thread["id"], mention_bot=True
+        )
         await until(lambda: bot_posts(fake, thread["id"]), "the answer in the foreign thread")
         history = all_texts(fake_anthropic.message_requests[0].body)
         assert "p99 inference latency is 80 ms" in history and "FastAPI + PyTorch" in history
@@ -276,14 +296,27 @@ async def test_mentioned_in_a_foreign_thread_reads_its_history_once(
 async def test_slash_command_runs_the_core_command(bot: Running) -> None:
     fake = bot.discord
     fake.interaction(
-        [{"name": "todo", "type": 2, "options": [
-            {"name": "add", "type": 1, "options": [{"name": "text", "type": 3, "value": "Pick a TSDB"}]}
-        ]}]
+        [
+            {
+                "name": "todo",
+                "type": 2,
+                "options": [
+                    {
+                        "name": "add",
+                        "type": 1,
+                        "options": [{"name": "text", "type": 3, "value": "Pick a TSDB"}],
+                    }
+                ],
+            }
+        ]
     )
-    await until(lambda: fake.rest("POST", r"/interactions/\d+/[^/]+/callback"), "the interaction answer")
+    await until(
+        lambda: fake.rest("POST", r"/interactions/\d+/[^/]+/callback"), "the interaction answer"
+    )
     fake.interaction([{"name": "todos", "type": 1, "options": []}])
     await until(
-        lambda: len(fake.rest("POST", r"/interactions/\d+/[^/]+/callback")) == 2, "the second answer"
+        lambda: len(fake.rest("POST", r"/interactions/\d+/[^/]+/callback")) == 2,
+        "the second answer",
     )
     first, second = fake.rest("POST", r"/interactions/\d+/[^/]+/callback")
     assert "Pick a TSDB" in second.body["data"]["content"]
@@ -301,7 +334,9 @@ async def test_missing_message_content_intent_is_one_readable_line(
     with pytest.raises(ArchbotError) as caught:
         await run_forever(settings, secrets, asyncio.Event())
     message = str(caught.value)
-    assert "4014" in message and "Message Content Intent" in message and "Developer Portal" in message
+    assert (
+        "4014" in message and "Message Content Intent" in message and "Developer Portal" in message
+    )
     assert "\n" not in message and TOKEN not in message
 
 
@@ -311,3 +346,154 @@ async def test_doctor_logs_in_and_names_the_bot(fake_discord: FakeDiscord, tmp_p
     assert status is not None and "archbot" in status and fake_discord.bot_id in status
     with pytest.raises(ArchbotError, match="rejected DISCORD_TOKEN"):
         await discord_adapter.doctor_check(settings, discord_secrets(None, "nope"))
+
+
+@pytest.fixture
+async def adapter(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_anthropic: FakeAnthropic
+) -> AsyncIterator[discord_adapter.DiscordAdapter]:
+    """The adapter itself, started (for its outbox), on a production-wired core."""
+    core = build_core(discord_settings(tmp_path, fake_discord), discord_secrets(fake_anthropic))
+    started = discord_adapter.create_adapter(core)
+    try:
+        await started.start()
+        yield started
+    finally:
+        await started.stop()
+        await core.aclose()
+
+
+async def test_outbox_posts_top_level_then_into_a_thread_on_it(
+    adapter: discord_adapter.DiscordAdapter, fake_discord: FakeDiscord
+) -> None:
+    fake = fake_discord
+    header = "Weekly architecture check-in\n\nDone. What are we tackling next?"
+    first = await adapter.outbox.post(fake.channel_id, None, header)
+    (top,) = fake.sent_messages(fake.channel_id)
+    assert top["content"] == header
+    await adapter.outbox.post(fake.channel_id, first, "Repo activity: 3 merged PRs.")
+    (create,) = fake.rest("POST", rf"/channels/{fake.channel_id}/messages/{first}/threads")
+    assert create.body["name"] == "Weekly architecture check-in"
+    assert fake.sent_messages(first)[0]["content"] == "Repo activity: 3 merged PRs."
+    assert await adapter.check() == f"logged in as archbot (id {fake.bot_id})"
+
+
+async def test_outbox_unarchives_an_archived_thread(
+    fake_discord: FakeDiscord, fake_anthropic: FakeAnthropic, tmp_path: Path
+) -> None:
+    fake = fake_discord
+    thread = fake.add_thread(fake.channel_id, "old design", fake.bot_id, archived=True)
+    core = build_core(discord_settings(tmp_path, fake), discord_secrets(fake_anthropic))
+    started = discord_adapter.create_adapter(core)
+    try:
+        await started.start()
+        await started.outbox.post(fake.channel_id, thread["id"], "Back on this.")
+    finally:
+        await started.stop()
+        await core.aclose()
+    (edit,) = fake.rest("PATCH", rf"/channels/{thread['id']}")
+    assert edit.body["archived"] is False
+    assert fake.sent_messages(thread["id"])[0]["content"] == "Back on this."
+
+
+async def test_outbox_answers_in_the_parent_when_it_cannot_unarchive(
+    fake_discord: FakeDiscord, fake_anthropic: FakeAnthropic, tmp_path: Path
+) -> None:
+    fake = fake_discord
+    thread = fake.add_thread(fake.channel_id, "locked design", "1100000000000000051", archived=True)
+    fake.fail("PATCH", rf"/channels/{thread['id']}", 403, code=50001)
+    core = build_core(discord_settings(tmp_path, fake), discord_secrets(fake_anthropic))
+    started = discord_adapter.create_adapter(core)
+    try:
+        await started.start()
+        await started.outbox.post(fake.channel_id, thread["id"], "Here is the answer.")
+    finally:
+        await started.stop()
+        await core.aclose()
+    assert not fake.sent_messages(thread["id"])
+    (posted,) = fake.sent_messages(fake.channel_id)
+    assert f"https://discord.com/channels/{fake.guild_id}/{thread['id']}" in posted["content"]
+    assert posted["content"].endswith("Here is the answer.")
+    assert posted["allowed_mentions"] == NO_PINGS
+
+
+async def test_failed_send_is_logged_with_the_thread_key_and_the_answer_kept(
+    bot: Running, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake, model = bot.discord, bot.model
+    dm = fake.new_id()
+    fake.fail("POST", rf"/channels/{dm}/messages", 403, code=50007)
+    model.reply_text("An answer that cannot be delivered.")
+    with caplog.at_level(logging.ERROR, logger="adapters.discord_adapter"):
+        fake.message("are you there?", channel_id=dm, dm=True)
+        await until(
+            lambda: any("stays stored" in r.getMessage() for r in caplog.records), "the failure log"
+        )
+    (record,) = [r for r in caplog.records if "stays stored" in r.getMessage()]
+    assert f"discord/dm/{dm}/{dm}" in record.getMessage()
+    store = Store.open(str(tmp_path / "archbot.db"))
+    try:
+        (turn,) = store.unposted_turns()
+        assert turn.reply is not None and turn.reply.startswith(
+            "An answer that cannot be delivered."
+        )
+    finally:
+        store.close()
+
+
+async def test_slow_slash_command_is_deferred_then_followed_up(
+    adapter: discord_adapter.DiscordAdapter,
+    fake_discord: FakeDiscord,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = fake_discord
+    consultant = adapter.core.consultant
+    handle = consultant.handle
+    release = asyncio.Event()
+
+    async def slow_handle(msg: IncomingMessage) -> Reply | None:
+        await release.wait()  # the core is busy until the test has seen the deferral
+        return await handle(msg)
+
+    monkeypatch.setattr(consultant, "handle", slow_handle)
+    monkeypatch.setattr(discord_adapter, "DEFER_AFTER", 0.05)
+    fake.interaction([{"name": "help", "type": 1, "options": []}])
+    callbacks = r"/interactions/\d+/[^/]+/callback"
+    await until(lambda: fake.rest("POST", callbacks), "the deferral")
+    (callback,) = fake.rest("POST", callbacks)
+    assert callback.body["type"] == 5, "a deferred (thinking) response"
+    release.set()
+    await until(lambda: fake.rest("POST", r"/webhooks/\d+/[^/]+"), "the follow-up")
+    followups = fake.rest("POST", r"/webhooks/\d+/[^/]+")
+    assert "/archbot" in followups[0].body["content"]
+    assert followups[-1].body["content"].endswith(SIGN_OFF)
+    assert all(f.body["allowed_mentions"] == NO_PINGS for f in followups)
+
+
+async def test_thread_follow_up_after_a_restart_uses_stored_history(
+    fake_discord: FakeDiscord, fake_anthropic: FakeAnthropic, tmp_path: Path
+) -> None:
+    """After a restart the thread is not in discord.py's cache: it is looked up, not ignored."""
+    fake, model = fake_discord, fake_anthropic
+    settings, secrets = discord_settings(tmp_path, fake), discord_secrets(model)
+    model.reply_text("Use an event log.")
+    stop, task = await start_bot(settings, secrets)
+    try:
+        thread = fake.message(f"<@{fake.bot_id}> How do we reconcile fills?", mention_bot=True)[
+            "id"
+        ]
+        await until(lambda: bot_posts(fake, thread), "the first answer")
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(task, 20) == 0
+    stop, task = await start_bot(settings, secrets)
+    try:
+        model.reply_text("Reconcile nightly against the broker.")
+        fake.message("And how often?", channel_id=thread)
+        await until(lambda: len(bot_posts(fake, thread)) == 2, "the answer after the restart")
+        assert fake.rest("GET", rf"/channels/{thread}"), "the unknown thread was looked up"
+        history = all_texts(model.message_requests[1].body)
+        assert "How do we reconcile fills?" in history and "Use an event log." in history
+    finally:
+        stop.set()
+        assert await asyncio.wait_for(task, 20) == 0

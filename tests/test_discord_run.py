@@ -23,13 +23,17 @@ from tests.fakes.fake_discord import FakeDiscord, user_payload
 NO_PINGS = {"parse": []}
 
 
-def wait_for(predicate: Callable[[], object], what: str, proc: subprocess.Popen[str], timeout: float = 15) -> None:
+def wait_for(
+    predicate: Callable[[], object], what: str, proc: subprocess.Popen[str], timeout: float = 15
+) -> None:
     """Poll a condition; fail with `what` (and the bot's output) on timeout or if the bot died."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if proc.poll() is not None:
-            out, err = proc.communicate()
-            raise AssertionError(f"archbot exited ({proc.returncode}) before {what}:\n{err[-3000:]}")
+            _out, err = proc.communicate()
+            raise AssertionError(
+                f"archbot exited ({proc.returncode}) before {what}:\n{err[-3000:]}"
+            )
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.02)
@@ -52,7 +56,9 @@ def fake_discord() -> Iterator[FakeDiscord]:
         server.stop()
 
 
-def test_archbot_run_in_discord(tmp_path: Path, fake_discord: FakeDiscord, fake_anthropic: FakeAnthropic) -> None:
+def test_archbot_run_in_discord(
+    tmp_path: Path, fake_discord: FakeDiscord, fake_anthropic: FakeAnthropic
+) -> None:
     fake, model = fake_discord, fake_anthropic
     env = {
         k: v
@@ -78,7 +84,9 @@ def test_archbot_run_in_discord(tmp_path: Path, fake_discord: FakeDiscord, fake_
     )
     try:
         wait_for(lambda: fake.connected, "the gateway connection", proc)
-        wait_for(lambda: fake.rest("PUT", rf"/applications/{fake.app_id}/commands"), "command sync", proc)
+        wait_for(
+            lambda: fake.rest("PUT", rf"/applications/{fake.app_id}/commands"), "command sync", proc
+        )
         (sync,) = fake.rest("PUT", rf"/applications/{fake.app_id}/commands")
         assert sync.body[0]["name"] == "archbot"
 
@@ -117,7 +125,9 @@ def test_archbot_run_in_discord(tmp_path: Path, fake_discord: FakeDiscord, fake_
         # 5. A 5,000-char answer with a code block, posted after a 429 that is retried.
         code = "\n".join(f"backfill(day={i}, source='exchange', retries=3)" for i in range(90))
         prose = " ".join(["Idempotent backfills make replays safe."] * 25)
-        model.reply_text(f"{prose}\n\n```python\n{code}\n```\n\n{prose}\n\n@everyone <@&42> heads-up")
+        model.reply_text(
+            f"{prose}\n\n```python\n{code}\n```\n\n{prose}\n\n@everyone <@&42> heads-up"
+        )
         fake.rate_limit("POST", rf"/channels/{thread}/messages")
         fake.message("Write the backfill plan out in full.", channel_id=thread)
 
@@ -131,7 +141,9 @@ def test_archbot_run_in_discord(tmp_path: Path, fake_discord: FakeDiscord, fake_
         assert all(len(p) <= 2000 for p in parts)
         assert all(fences_balanced(p) for p in parts)
         assert sum(p.count(SIGN_OFF) for p in parts) == 1
-        assert [c.status for c in fake.rest("POST", rf"/channels/{thread}/messages")].count(429) == 1
+        assert [c.status for c in fake.rest("POST", rf"/channels/{thread}/messages")].count(
+            429
+        ) == 1
 
         # 6. Everything the bot sent pings nobody.
         sent = fake.sent_messages()
@@ -144,6 +156,6 @@ def test_archbot_run_in_discord(tmp_path: Path, fake_discord: FakeDiscord, fake_
             out, err = proc.communicate(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
-            out, err = proc.communicate()
+            _out, err = proc.communicate()
     assert proc.returncode == 0, err[-3000:]
     assert "test-not-real" not in out + err

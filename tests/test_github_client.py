@@ -17,7 +17,13 @@ from pydantic import SecretStr, TypeAdapter
 
 from bot.errors import ArchbotError, ToolError
 from bot.github import API_VERSION, Activity, CommitInfo, GitHubClient, MergedPull, doctor_check
-from bot.repo_tools import _decode_text, format_activity, format_code_search, format_file, scan_usages
+from bot.repo_tools import (
+    _decode_text,
+    format_activity,
+    format_code_search,
+    format_file,
+    scan_usages,
+)
 from bot.settings import GitHubSettings, Secrets, Settings
 from bot.store import Store
 from tests.fakes.fake_anthropic import ServerThread
@@ -40,7 +46,9 @@ def fake() -> Iterator[tuple[FakeGitHub, str]]:
         server.stop()
 
 
-async def test_every_request_pins_the_api_version_and_sends_the_token(fake: tuple[FakeGitHub, str]) -> None:
+async def test_every_request_pins_the_api_version_and_sends_the_token(
+    fake: tuple[FakeGitHub, str],
+) -> None:
     gh, url = fake
     client = GitHubClient(GitHubSettings(api_url=url), TOKEN, None)
     try:
@@ -145,12 +153,16 @@ async def test_doctor_check(fake: tuple[FakeGitHub, str]) -> None:
     _, url = fake
     assert await doctor_check(Settings(), Secrets.model_construct()) is None
     secrets = Secrets.model_construct(github_token=SecretStr(TOKEN))
-    line = await doctor_check(Settings(github=GitHubSettings(api_url=url, default_repo="acme/trading")), secrets)
+    line = await doctor_check(
+        Settings(github=GitHubSettings(api_url=url, default_repo="acme/trading")), secrets
+    )
     assert line is not None and "acme/trading reachable (private, default branch main)" in line
     line = await doctor_check(Settings(github=GitHubSettings(api_url=url)), secrets)
     assert line is not None and "4988/5000" in line
     with pytest.raises(ArchbotError, match="404"):
-        await doctor_check(Settings(github=GitHubSettings(api_url=url, default_repo="acme/gone")), secrets)
+        await doctor_check(
+            Settings(github=GitHubSettings(api_url=url, default_repo="acme/gone")), secrets
+        )
 
 
 # -- pure formatting on recorded payloads -----------------------------------------------------
@@ -191,7 +203,9 @@ def test_scan_usages_classifies_lines() -> None:
     assert [n for n, _ in usage.imports] == [3]
     assert [n for n, _ in usage.uses] == [5]
     assert usage.definitions == []
-    store = scan_usages("FeatureStore", "store.py", "https://x", (DATA / "files" / "store.py").read_text())
+    store = scan_usages(
+        "FeatureStore", "store.py", "https://x", (DATA / "files" / "store.py").read_text()
+    )
     assert [n for n, _ in store.definitions] == [8]
 
 
@@ -201,16 +215,36 @@ def test_format_activity() -> None:
         repo="acme/trading",
         since=since,
         path=None,
-        pulls=[MergedPull(42, "Add FeatureStore", "dana", "2026-11-24T18:40:55+00:00",
-                          "https://github.com/acme/trading/pull/42", ["src/trading/features/store.py"], 3)],
-        commits=[CommitInfo("5d2c1b0a99887766", "Pin polars", "lee", "2026-11-25T08:00:00+00:00",
-                            "https://github.com/acme/trading/commit/5d2c1b0a99887766", ["pyproject.toml"])],
+        pulls=[
+            MergedPull(
+                42,
+                "Add FeatureStore",
+                "dana",
+                "2026-11-24T18:40:55+00:00",
+                "https://github.com/acme/trading/pull/42",
+                ["src/trading/features/store.py"],
+                3,
+            )
+        ],
+        commits=[
+            CommitInfo(
+                "5d2c1b0a99887766",
+                "Pin polars",
+                "lee",
+                "2026-11-25T08:00:00+00:00",
+                "https://github.com/acme/trading/commit/5d2c1b0a99887766",
+                ["pyproject.toml"],
+            )
+        ],
         pulls_total=1,
         commits_truncated=False,
         notes=["files of #9 unavailable"],
     )
     text = format_activity(activity, 7)
-    assert "#42 Add FeatureStore (by dana, merged 2026-11-24) https://github.com/acme/trading/pull/42" in text
+    assert (
+        "#42 Add FeatureStore (by dana, merged 2026-11-24) https://github.com/acme/trading/pull/42"
+        in text
+    )
     assert "touched: src/trading/features/store.py (+3 more)" in text
     assert "5d2c1b0 Pin polars (by lee, 2026-11-25)" in text
     assert "Most touched areas: (root) (1), src/trading (1)" in text

@@ -51,14 +51,26 @@ def make_settings(url: str, db: Path, **github: object) -> Settings:
 @pytest.fixture
 async def env(tmp_path: Path, fake_github: tuple[FakeGitHub, str]) -> AsyncIterator[Env]:
     fake, url = fake_github
-    settings = make_settings(url, tmp_path / "a.db", default_repo="acme/trading", allowed_repos=["acme/r*"])
+    settings = make_settings(
+        url, tmp_path / "a.db", default_repo="acme/trading", allowed_repos=["acme/r*"]
+    )
     store = Store.open(settings.storage.path)
     client = GitHubClient(settings.github, "ghp-test-not-real", store)
     thread = store.ensure_thread(
-        "slack/T1/C1/1.0", platform="slack", workspace="T1", channel="C1", thread="1.0", channel_key="slack/T1/C1"
+        "slack/T1/C1/1.0",
+        platform="slack",
+        workspace="T1",
+        channel="C1",
+        thread="1.0",
+        channel_key="slack/T1/C1",
     )
     ctx = ToolContext(
-        store=store, settings=settings, secrets=Secrets(), thread=thread, user="U1", services=Services(github=client)
+        store=store,
+        settings=settings,
+        secrets=Secrets(),
+        thread=thread,
+        user="U1",
+        services=Services(github=client),
     )
     try:
         yield Env(fake, store, settings, client, ctx)
@@ -205,10 +217,18 @@ async def test_no_repository_configured_is_a_tool_error(tmp_path: Path, env: Env
 
 def command_ctx(env: Env, user: str = "U1") -> CommandContext:
     msg = IncomingMessage(
-        platform="slack", workspace="T1", channel="C1", thread="1.0", user=user, user_name=user,
-        text="!repo", event_id="E1",
+        platform="slack",
+        workspace="T1",
+        channel="C1",
+        thread="1.0",
+        user=user,
+        user_name=user,
+        text="!repo",
+        event_id="E1",
     )
-    return CommandContext(env.store, env.ctx.settings, Secrets(), msg, env.ctx.thread, Services(github=env.client))
+    return CommandContext(
+        env.store, env.ctx.settings, Secrets(), msg, env.ctx.thread, Services(github=env.client)
+    )
 
 
 async def test_repo_command_shows_and_binds(env: Env) -> None:
@@ -224,7 +244,9 @@ async def test_repo_command_validates_shape_allowlist_and_admins(env: Env) -> No
     ctx = command_ctx(env)
     assert "not a repository" in await commands.run(ctx, "!repo not-a-repo")
     assert "not in [github] allowed_repos" in await commands.run(ctx, "!repo evil/elsewhere")
-    env.ctx.settings = env.ctx.settings.model_copy(update={"access": AccessSettings(admins=["UADMIN"])})
+    env.ctx.settings = env.ctx.settings.model_copy(
+        update={"access": AccessSettings(admins=["UADMIN"])}
+    )
     reply = await commands.run(command_ctx(env, user="U2"), "!repo acme/research")
     assert "Only admins" in reply
     assert env.store.channel_repo("slack/T1/C1") is None

@@ -228,6 +228,7 @@ async def test_mention_is_acked_at_once_and_answered_in_its_thread(
     [added] = fake_slack.calls_of("reactions.add")
     assert (added.args["timestamp"], added.args["name"]) == (ts, THINKING_REACTION)
     assert fake_slack.calls_of("reactions.add")[0].at < post.at
+    assert len(fake_slack.calls_of("auth.test")) == 1  # at start, not inside an acknowledgement
 
 
 async def test_assistant_status_is_the_thinking_indicator_where_available(
@@ -266,14 +267,21 @@ async def test_redeliveries_and_the_message_twin_are_answered_once(
     assert (await bot.send(body, retry=1))[0] == 200
     await answered(fake_slack, "C0GENERAL", ts)
     assert (await bot.send(body, retry=2))[0] == 200
+    # Inside the thread it has joined, a mention's message twin would be a follow-up: still once.
+    in_thread = event_body("app_mention", thread_ts=ts, text="<@U0BOT0001> and the cost?")
+    in_thread_twin = event_body(
+        "message_thread_followup",
+        ts=in_thread["event"]["ts"],
+        thread_ts=ts,
+        text=in_thread["event"]["text"],
+    )
+    assert (await bot.send(in_thread_twin))[0] == 200
+    assert (await bot.send(in_thread))[0] == 200
+    await answered(fake_slack, "C0GENERAL", ts, count=2)
     await barrier(bot)
-    assert len(fake_slack.posts(channel="C0GENERAL", thread_ts=ts)) == 1
-    asked = [
-        r
-        for r in fake_anthropic.message_requests
-        if "Redis or Feast" in json.dumps(r.body["messages"][-1])
-    ]
-    assert len(asked) == 1
+    assert len(fake_slack.posts(channel="C0GENERAL", thread_ts=ts)) == 2
+    # One model call each: the mention, the mention inside the thread, the barrier.
+    assert len(fake_anthropic.message_requests) == 3
 
 
 async def test_a_redelivery_after_a_restart_is_not_answered_again(
@@ -533,3 +541,65 @@ def test_fake_answers_auth_test_with_user_and_bot_ids(fake_slack: FakeSlack) -> 
     )
     assert (auth["user_id"], auth["bot_id"]) == (BOT_USER_ID, BOT_ID)
     assert fake_slack.calls_of("auth.test")[0].args["team_id"] == "T0TEAM001"  # query string merged
+
+
+async def test_a_delivery_that_failed_before_it_was_recorded_is_processed_on_retry(
+    tmp_path: Path,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from adapters.slack_adapter import create_adapter
+    from bot.app import build_core
+
+    core = build_core(slack_settings(tmp_path, fake_slack), slack_secrets(fake_anthropic))
+    real_handle = core.consultant.handle
+    failures = [RuntimeError("database is locked")]
+
+    async def flaky_handle(msg: Any) -> Any:
+        if failures:
+            raise failures.pop()  # fails before the core records the event
+        return await real_handle(msg)
+
+    monkeypatch.setattr(core.consultant, "handle", flaky_handle)
+    adapter = create_adapter(core)
+    await adapter.start()
+    running = RunningBot(core.settings, core.secrets, fake_slack)
+    running.session = aiohttp.ClientSession()
+    try:
+        body = event_body("app_mention")
+        ts = body["event"]["ts"]
+        with caplog.at_level(logging.ERROR, logger="adapters.slack_adapter"):
+            await running.send(body)
+            await eventually(lambda: "database is locked" in caplog.text, what="the failure")
+        await eventually(
+            lambda: fake_slack.calls_of("reactions.remove"), what="the indicator removed"
+        )
+        assert not fake_slack.posts(thread_ts=ts)
+        await running.send(body, retry=1)
+        [post] = await answered(fake_slack, "C0GENERAL", ts)
+        assert post.args["markdown_text"].endswith(SIGN_OFF)
+    finally:
+        await running.session.close()
+        await adapter.stop()
+        await core.aclose()
+
+
+async def test_outbox_opens_a_thread_for_top_level_posts_and_continues_in_it(
+    fake_slack: FakeSlack,
+) -> None:
+    from adapters.slack_adapter import SlackOutbox, make_client
+
+    outbox = SlackOutbox(make_client(BOT_TOKEN, f"{fake_slack.url}/api"))
+    text = "\n\n".join(f"Paragraph {i}: " + "risk and focus for the week. " * 60 for i in range(20))
+    first = await outbox.post("C0CHECKIN", None, f"{text}\n\n{SIGN_OFF}")
+    posts = fake_slack.posts(channel="C0CHECKIN")
+    assert len(posts) >= 2
+    assert "thread_ts" not in posts[0].args  # the check-in opens a thread ...
+    assert all(p.args["thread_ts"] == first for p in posts[1:])  # ... and continues in it
+    assert posts[-1].args["markdown_text"].endswith(SIGN_OFF)
+    # A DM's main timeline (thread == channel) is answered top-level.
+    await outbox.post("D0ALICEDM", "D0ALICEDM", "short")
+    [dm] = fake_slack.posts(channel="D0ALICEDM")
+    assert "thread_ts" not in dm.args

@@ -232,3 +232,23 @@ def test_long_answer_splits_outside_fences_with_sign_off_last() -> None:
     joined = "\n".join(parts)
     found = [int(m) for m in re.findall(r"step_(\d{3}) =", joined)]
     assert found == list(range(400))  # every code line, once, in order
+
+
+def test_manifest_declares_the_scopes_events_and_command_the_adapter_uses() -> None:
+    from tests.conftest import REPO_ROOT
+
+    manifest = (REPO_ROOT / "slack-manifest.yml").read_text()
+    listed = {line.strip()[2:] for line in manifest.splitlines() if line.strip().startswith("- ")}
+    scopes = {
+        "app_mentions:read",
+        "channels:history",
+        "groups:history",
+        "im:history",
+        "chat:write",
+        "reactions:write",
+        "commands",
+        "assistant:write",
+    }
+    events = {"app_mention", "message.channels", "message.groups", "message.im"}
+    assert scopes | events <= listed
+    assert "- command: /archbot" in manifest

@@ -95,6 +95,7 @@ class FakeDiscord:
     guild_id: str = "1100000000000000010"
     channel_id: str = "1100000000000000011"  # #architecture
     channel_name: str = "architecture"
+    bot_role_id: str = "1100000000000000003"  # the role Discord makes for the bot on invite
     message_content_intent: bool = True  # False: close the gateway with 4014 after IDENTIFY
     valid_token: str = "test-not-real"
     calls: list[RestCall] = field(default_factory=list)
@@ -106,7 +107,7 @@ class FakeDiscord:
     )  # active threads sent in GUILD_CREATE
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _rate_limits: list[tuple[str, re.Pattern[str], int]] = field(default_factory=list)
+    _failures: list[tuple[str, re.Pattern[str], int, int, int]] = field(default_factory=list)
     _sockets: list[_GatewaySession] = field(default_factory=list)
     _loop: asyncio.AbstractEventLoop | None = None
 
@@ -201,10 +202,17 @@ class FakeDiscord:
         }
 
     def add_thread(
-        self, parent_id: str, name: str, owner_id: str, *, thread_id: str | None = None
+        self,
+        parent_id: str,
+        name: str,
+        owner_id: str,
+        *,
+        thread_id: str | None = None,
+        archived: bool = False,
     ) -> dict[str, Any]:
         """Create a thread the bot did not start (listed in GUILD_CREATE's active threads)."""
         data = self.thread_payload(thread_id or self.new_id(), parent_id, name, owner_id)
+        data["thread_metadata"]["archived"] = archived
         with self._lock:
             self.channels[data["id"]] = data
             self.threads.append(data)
@@ -239,7 +247,19 @@ class FakeDiscord:
                     "managed": False,
                     "mentionable": False,
                     "flags": 0,
-                }
+                },
+                {
+                    "id": self.bot_role_id,
+                    "name": self.bot_name,
+                    "permissions": "311385196608",
+                    "position": 1,
+                    "color": 0,
+                    "hoist": False,
+                    "managed": True,
+                    "mentionable": True,
+                    "flags": 0,
+                    "tags": {"bot_id": self.bot_id},
+                },
             ],
             "emojis": [],
             "stickers": [],
@@ -270,8 +290,14 @@ class FakeDiscord:
 
     def rate_limit(self, method: str, path_regex: str, times: int = 1) -> None:
         """Answer the next `times` matching requests with a 429 (retry_after 0.05 s)."""
+        self.fail(method, path_regex, 429, times=times)
+
+    def fail(
+        self, method: str, path_regex: str, status: int, code: int = 0, times: int = 1
+    ) -> None:
+        """Answer the next `times` matching requests with an error (429s the way Discord does)."""
         with self._lock:
-            self._rate_limits.append((method.upper(), re.compile(path_regex), times))
+            self._failures.append((method.upper(), re.compile(path_regex), status, code, times))
 
     def rest(self, method: str | None = None, path_regex: str | None = None) -> list[RestCall]:
         """Recorded REST calls, optionally filtered by method and a path regex."""
@@ -327,6 +353,7 @@ class FakeDiscord:
         channel_id: str | None = None,
         author: dict[str, Any] | None = None,
         mention_bot: bool = False,
+        mention_bot_role: bool = False,
         dm: bool = False,
     ) -> dict[str, Any]:
         """Post a user message: store it in the channel and dispatch MESSAGE_CREATE."""
@@ -334,6 +361,8 @@ class FakeDiscord:
         mentions = [self.bot_user] if mention_bot else []
         target = channel_id or self.channel_id
         data = self.message_payload(target, content, author, guild=not dm, mentions=mentions)
+        if mention_bot_role:
+            data["mention_roles"] = [self.bot_role_id]
         with self._lock:
             self.messages.setdefault(target, []).append(data)
         self.push("MESSAGE_CREATE", data)
@@ -418,28 +447,35 @@ class FakeDiscord:
         needs_auth = not call.path.startswith(("/interactions/", "/webhooks/"))
         if needs_auth and request.headers.get("Authorization") != f"Bot {self.valid_token}":
             response = json_response({"message": "401: Unauthorized", "code": 0}, status=401)
-        elif self._take_rate_limit(call):
-            response = json_response(
-                {"message": "You are being rate limited.", "retry_after": 0.05, "global": False},
-                status=429,
-                headers={"Via": "1.1 google", "Retry-After": "1", "X-RateLimit-Scope": "user"},
-            )
+        elif (failure := self._take_failure(call)) is not None:
+            status, code = failure
+            if status == 429:
+                response = json_response(
+                    {
+                        "message": "You are being rate limited.",
+                        "retry_after": 0.05,
+                        "global": False,
+                    },
+                    status=429,
+                    headers={"Via": "1.1 google", "Retry-After": "1", "X-RateLimit-Scope": "user"},
+                )
+            else:
+                response = json_response({"message": f"error {code}", "code": code}, status=status)
         else:
-            request["json"] = body
             response = await handler(request)
         call.status = response.status
         return response
 
-    def _take_rate_limit(self, call: RestCall) -> bool:
+    def _take_failure(self, call: RestCall) -> tuple[int, int] | None:
         with self._lock:
-            for i, (method, pattern, times) in enumerate(self._rate_limits):
+            for i, (method, pattern, status, code, times) in enumerate(self._failures):
                 if method == call.method and pattern.fullmatch(call.path):
                     if times <= 1:
-                        del self._rate_limits[i]
+                        del self._failures[i]
                     else:
-                        self._rate_limits[i] = (method, pattern, times - 1)
-                    return True
-        return False
+                        self._failures[i] = (method, pattern, status, code, times - 1)
+                    return status, code
+        return None
 
     async def _me(self, request: web.Request) -> web.Response:
         return json_response(self.bot_user)
@@ -475,7 +511,7 @@ class FakeDiscord:
         )
 
     async def _sync_commands(self, request: web.Request) -> web.Response:
-        commands = request["json"] or []
+        commands = await _json(request) or []
         out = [dict(c, id=self.new_id(), application_id=self.app_id, version="1") for c in commands]
         return json_response(out)
 
@@ -489,7 +525,7 @@ class FakeDiscord:
         channel = self.channels.get(request.match_info["cid"])
         if channel is None:
             return json_response({"message": "Unknown Channel", "code": 10003}, status=404)
-        body = request["json"] or {}
+        body = await _json(request) or {}
         if "archived" in body and "thread_metadata" in channel:
             channel["thread_metadata"]["archived"] = body["archived"]
         if "name" in body:
@@ -517,7 +553,7 @@ class FakeDiscord:
 
     async def _create_message(self, request: web.Request) -> web.Response:
         cid = request.match_info["cid"]
-        body = request["json"] or {}
+        body = await _json(request) or {}
         content = body.get("content") or ""
         if len(content) > 2000:
             return json_response(
@@ -547,7 +583,7 @@ class FakeDiscord:
 
     async def _create_thread(self, request: web.Request) -> web.Response:
         cid, mid = request.match_info["cid"], request.match_info["mid"]
-        body = request["json"] or {}
+        body = await _json(request) or {}
         name = body.get("name") or ""
         if not 1 <= len(name) <= 100:
             return json_response({"message": "Invalid Form Body", "code": 50035}, status=400)
@@ -566,7 +602,7 @@ class FakeDiscord:
         return json_response(data, status=201)
 
     async def _create_dm(self, request: web.Request) -> web.Response:
-        body = request["json"] or {}
+        body = await _json(request) or {}
         cid = self.new_id()
         data = {
             "id": cid,
@@ -577,7 +613,7 @@ class FakeDiscord:
         return json_response(data)
 
     async def _interaction_callback(self, request: web.Request) -> web.Response:
-        body = request["json"] or {}
+        body = await _json(request) or {}
         kind = body.get("type", 4)
         resource: dict[str, Any] = {"type": kind}
         if kind == 4:
@@ -597,13 +633,13 @@ class FakeDiscord:
         )
 
     async def _followup(self, request: web.Request) -> web.Response:
-        body = request["json"] or {}
+        body = await _json(request) or {}
         return json_response(
             self.message_payload("0", body.get("content", ""), self.bot_user, guild=False)
         )
 
     async def _edit_original(self, request: web.Request) -> web.Response:
-        body = request["json"] or {}
+        body = await _json(request) or {}
         return json_response(
             self.message_payload("0", body.get("content", ""), self.bot_user, guild=False)
         )
@@ -618,6 +654,15 @@ class FakeDiscord:
         finally:
             self._sockets.remove(session)
         return ws
+
+
+async def _json(request: web.Request) -> Any:
+    """The request's JSON body (aiohttp caches the bytes, so reading twice is fine)."""
+    raw = await request.read()
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -116,7 +116,9 @@ class FakeGitHub:
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         with self._lock:
             self.requests.append(
-                FakeRequest(request.method, request.path, dict(request.query), dict(request.headers))
+                FakeRequest(
+                    request.method, request.path, dict(request.query), dict(request.headers)
+                )
             )
         if self.rate_limited == "primary":
             reset = int(time.time()) + 3600
@@ -194,11 +196,17 @@ class FakeGitHub:
             html_url=f"{WEB}/{repo}/blob/main/{path}",
             download_url=f"https://raw.githubusercontent.com/{repo}/main/{path}",
         )
-        payload["_links"] = {"self": payload["url"], "git": payload["git_url"], "html": payload["html_url"]}
+        payload["_links"] = {
+            "self": payload["url"],
+            "git": payload["git_url"],
+            "html": payload["html_url"],
+        }
         return payload
 
     def _user(self, login: str) -> dict[str, Any]:
-        user: dict[str, Any] = json.loads(json.dumps(load("search_issues")["items"][0]["user"]).replace("dana", login))
+        user: dict[str, Any] = json.loads(
+            json.dumps(load("search_issues")["items"][0]["user"]).replace("dana", login)
+        )
         return user
 
     # handlers -----------------------------------------------------------------------------
@@ -221,7 +229,9 @@ class FakeGitHub:
             return self._not_found()
         if path in files:
             data = files[path]
-            return self._json(request, self._content_payload(repo, path, data), etag=f'"{blob_sha(data)}"')
+            return self._json(
+                request, self._content_payload(repo, path, data), etag=f'"{blob_sha(data)}"'
+            )
         children = sorted(p for p in files if p.startswith(path + "/"))
         if not children:
             return self._not_found()
@@ -243,7 +253,11 @@ class FakeGitHub:
     async def _search_code(self, request: web.Request) -> web.Response:
         if self.require_auth_for_search and "Authorization" not in request.headers:
             return web.json_response(
-                {"message": "Requires authentication", "documentation_url": "https://docs.github.com/rest/search/search#search-code", "status": "401"},
+                {
+                    "message": "Requires authentication",
+                    "documentation_url": "https://docs.github.com/rest/search/search#search-code",
+                    "status": "401",
+                },
                 status=401,
             )
         words = request.query.get("q", "").split()
@@ -251,7 +265,19 @@ class FakeGitHub:
         terms = [w.strip('"').lower() for w in words if ":" not in w]
         if repo is None or not terms:
             return web.json_response(
-                {"message": "Validation Failed", "errors": [{"message": "Must include at least one user, organization, or repository", "resource": "Search", "field": "q", "code": "invalid"}], "documentation_url": "https://docs.github.com/v3/search/", "status": "422"},
+                {
+                    "message": "Validation Failed",
+                    "errors": [
+                        {
+                            "message": "Must include at least one user, organization, or repository",
+                            "resource": "Search",
+                            "field": "q",
+                            "code": "invalid",
+                        }
+                    ],
+                    "documentation_url": "https://docs.github.com/v3/search/",
+                    "status": "422",
+                },
                 status=422,
             )
         template = load("search_code")
@@ -281,14 +307,20 @@ class FakeGitHub:
             item["text_matches"][0].update(fragment=fragment, object_url=item["url"])
             start = fragment.lower().find(terms[0])
             item["text_matches"][0]["matches"] = (
-                [{"text": fragment[start : start + len(terms[0])], "indices": [start, start + len(terms[0])]}]
+                [
+                    {
+                        "text": fragment[start : start + len(terms[0])],
+                        "indices": [start, start + len(terms[0])],
+                    }
+                ]
                 if start >= 0
                 else []
             )
             items.append(item)
         per_page = int(request.query.get("per_page", "30"))
         return self._json(
-            request, {"total_count": len(items), "incomplete_results": False, "items": items[:per_page]}
+            request,
+            {"total_count": len(items), "incomplete_results": False, "items": items[:per_page]},
         )
 
     async def _search_issues(self, request: web.Request) -> web.Response:
@@ -319,15 +351,24 @@ class FakeGitHub:
             items.append(item)
         return self._json(
             request,
-            {"total_count": len(items), "incomplete_results": False, "search_type": "lexical", "items": items},
+            {
+                "total_count": len(items),
+                "incomplete_results": False,
+                "search_type": "lexical",
+                "items": items,
+            },
         )
 
     def _commit_payload(self, repo: str, c: FakeCommit, with_files: bool) -> dict[str, Any]:
         template = load("commit")
-        payload: dict[str, Any] = self._retarget(json.loads(json.dumps(template).replace(template["sha"], c.sha)), repo)
+        payload: dict[str, Any] = self._retarget(
+            json.loads(json.dumps(template).replace(template["sha"], c.sha)), repo
+        )
         date = c.date.strftime("%Y-%m-%dT%H:%M:%SZ")
         payload["commit"]["message"] = c.message
-        payload["commit"]["author"].update(name=c.author.title(), email=f"{c.author}@acme.example", date=date)
+        payload["commit"]["author"].update(
+            name=c.author.title(), email=f"{c.author}@acme.example", date=date
+        )
         payload["commit"]["committer"]["date"] = date
         payload["author"] = self._user(c.author)
         if with_files:

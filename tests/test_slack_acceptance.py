@@ -1,0 +1,324 @@
+"""Issue 3 acceptance, tried as a new user would: `archbot run` (a real subprocess) in HTTP mode
+against a loopback Slack Web API and a scripted model, driven by signed Events API requests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from bot.signoff import SIGN_OFF
+from tests.conftest import REPO_ROOT
+from tests.fakes.fake_anthropic import FakeAnthropic, ServerThread
+from tests.fakes.fake_slack import FakeSlack, SlackCall, event_body, signed_headers
+
+SIGNING_SECRET = "acceptance-signing-secret-not-real"
+T = TypeVar("T")
+
+
+def wait_until(check: Callable[[], T], within: float = 15.0, what: str = "condition") -> T:
+    """Poll `check` until it returns something truthy (fails after `within` seconds)."""
+    deadline = time.monotonic() + within
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+class Archbot:
+    """`archbot run` as a subprocess, plus a way to send it signed Events API requests."""
+
+    def __init__(self, tmp: Path, slack: FakeSlack, model: FakeAnthropic) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.slack = slack
+        self.log_path = tmp / "archbot.log"
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("ARCHBOT_", "ANTHROPIC_", "SLACK_", "DISCORD_", "GITHUB_TOKEN"))
+        }
+        env.update(
+            PYTHONPATH=str(REPO_ROOT),
+            ARCHBOT_SLACK__ENABLED="true",
+            ARCHBOT_SLACK__MODE="http",
+            ARCHBOT_SLACK__PORT=str(self.port),
+            ARCHBOT_SLACK__API_URL=f"{slack.url}/api/",
+            SLACK_BOT_TOKEN="xoxb-test-not-real",
+            SLACK_SIGNING_SECRET=SIGNING_SECRET,
+            ANTHROPIC_BASE_URL=model.url,  # type: ignore[attr-defined]
+            ANTHROPIC_API_KEY="sk-test-not-real",
+            ARCHBOT_STORAGE__PATH=str(tmp / "a.db"),
+        )
+        self.log = self.log_path.open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "run"],
+            cwd=tmp,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_until(self._listening, what="archbot to listen on /slack/events")
+
+    def _listening(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(
+                f"archbot run exited {self.proc.returncode}:\n{self.log_path.read_text()}"
+            )
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def send(
+        self,
+        body: dict[str, Any],
+        *,
+        retry: int | None = None,
+        timestamp: int | None = None,
+        secret: str = SIGNING_SECRET,
+    ) -> tuple[int, float]:
+        """POST a signed event; return (HTTP status, seconds to the acknowledgement)."""
+        raw = json.dumps(body).encode()
+        headers = signed_headers(secret, raw, timestamp)
+        if retry is not None:
+            headers["X-Slack-Retry-Num"] = str(retry)
+            headers["X-Slack-Retry-Reason"] = "http_timeout"
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/slack/events", data=raw, headers=headers, method="POST"
+        )
+        started = time.monotonic()
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                response.read()
+                return response.status, time.monotonic() - started
+        except urllib.error.HTTPError as exc:
+            exc.read()
+            exc.close()
+            return exc.code, time.monotonic() - started
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(30)
+        finally:
+            self.log.close()
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[FakeAnthropic]:
+    fake = FakeAnthropic()
+    server = ServerThread(fake.app()).start()
+    fake.url = server.url  # type: ignore[attr-defined]
+    try:
+        yield fake
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def slack() -> Iterator[FakeSlack]:
+    fake = FakeSlack()
+    server = ServerThread(fake.app()).start()
+    fake.url = server.url
+    try:
+        yield fake
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def archbot(
+    tmp_path_factory: pytest.TempPathFactory, slack: FakeSlack, model: FakeAnthropic
+) -> Iterator[Archbot]:
+    bot = Archbot(tmp_path_factory.mktemp("archbot"), slack, model)
+    try:
+        yield bot
+    finally:
+        code = bot.stop()
+        log = bot.log_path.read_text()
+        assert code == 0, log
+        assert "xoxb-test-not-real" not in log and SIGNING_SECRET not in log
+
+
+def replies(
+    slack: FakeSlack, channel: str, thread_ts: str | None, count: int = 1
+) -> list[SlackCall]:
+    """Wait for `count` posts in a thread (None: the channel's top level)."""
+
+    def found() -> list[SlackCall]:
+        posts = [c for c in slack.posts(channel=channel) if c.args.get("thread_ts") == thread_ts]
+        return posts if len(posts) >= count else []
+
+    return wait_until(found, what=f"{count} replies in {channel}/{thread_ts}")
+
+
+def barrier(archbot: Archbot, channel: str) -> None:
+    """A fresh DM, answered after the events under test had their chance to be (wrongly) answered."""
+    assert archbot.send(event_body("message_im", channel=channel, text="barrier"))[0] == 200
+    replies(archbot.slack, channel, None)
+
+
+def test_mention_is_acknowledged_within_a_second_and_answered_in_its_thread(
+    archbot: Archbot, slack: FakeSlack, model: FakeAnthropic
+) -> None:
+    model.latency = 1.2  # a slow model must not delay the acknowledgement
+    try:
+        body = event_body("app_mention")
+        status, elapsed = archbot.send(body)
+        assert status == 200
+        assert elapsed < 1.0
+        [reply] = replies(slack, "C0GENERAL", body["event"]["ts"])
+    finally:
+        model.latency = 0.0
+    assert reply.args["markdown_text"].endswith(SIGN_OFF)
+    assert "Redis or Feast" in reply.args["markdown_text"]
+
+
+def test_forged_and_old_signatures_get_401_and_no_reply(archbot: Archbot, slack: FakeSlack) -> None:
+    assert archbot.send(event_body("app_mention", channel="C0FORGED"), secret="forged")[0] == 401
+    old = int(time.time()) - 600
+    assert archbot.send(event_body("app_mention", channel="C0OLD"), timestamp=old)[0] == 401
+    barrier(archbot, "D0BARRIER1")
+    assert not slack.posts(channel="C0FORGED")
+    assert not slack.posts(channel="C0OLD")
+
+
+def test_the_same_event_delivered_three_times_is_answered_once(
+    archbot: Archbot, slack: FakeSlack
+) -> None:
+    body = event_body("app_mention", channel="C0TRIPLE")
+    assert [archbot.send(body, retry=r)[0] for r in (None, 1, 2)] == [200, 200, 200]
+    replies(slack, "C0TRIPLE", body["event"]["ts"])
+    barrier(archbot, "D0BARRIER2")
+    assert len(slack.posts(channel="C0TRIPLE")) == 1
+
+
+def test_thread_follow_up_without_mention_is_answered_and_bots_are_ignored(
+    archbot: Archbot, slack: FakeSlack
+) -> None:
+    mention = event_body("app_mention", channel="C0THREAD")
+    root = mention["event"]["ts"]
+    archbot.send(mention)
+    replies(slack, "C0THREAD", root)
+    for bot_message in (
+        event_body("message_own_bot", channel="C0THREAD", thread_ts=root),
+        event_body("message_other_bot", channel="C0THREAD", thread_ts=root),
+    ):
+        assert archbot.send(bot_message)[0] == 200
+    archbot.send(event_body("message_thread_followup", channel="C0THREAD", thread_ts=root))
+    posts = replies(slack, "C0THREAD", root, count=2)
+    assert "point-in-time correctness" in posts[1].args["markdown_text"]
+    barrier(archbot, "D0BARRIER3")
+    assert len(slack.posts(channel="C0THREAD")) == 2  # the bots' messages got no answer
+
+
+def test_dm_is_answered(archbot: Archbot, slack: FakeSlack) -> None:
+    archbot.send(event_body("message_im", channel="D0NEWUSER"))
+    [reply] = replies(slack, "D0NEWUSER", None)
+    assert "version our training data" in reply.args["markdown_text"]
+    assert reply.args["markdown_text"].endswith(SIGN_OFF)
+
+
+def test_channel_ping_from_the_model_arrives_neutralised(
+    archbot: Archbot, slack: FakeSlack, model: FakeAnthropic
+) -> None:
+    model.reply_text(
+        "Announce it to <!channel> now, and <!here> too, and <!subteam^S0PLAT|@platform>."
+    )
+    body = event_body("app_mention", channel="C0PING")
+    archbot.send(body)
+    [reply] = replies(slack, "C0PING", body["event"]["ts"])
+    text = reply.args["markdown_text"]
+    assert "<!channel>" not in text and "<!here>" not in text and "<!subteam" not in text
+    assert "@channel" not in text and "@here" not in text
+    assert "Announce it to @\u200bchannel now" in text
+
+
+def test_a_30000_character_answer_with_a_400_line_code_block_arrives_whole(
+    archbot: Archbot, slack: FakeSlack, model: FakeAnthropic
+) -> None:
+    code = [
+        f"    df_{i:03d} = load_partition('ticks', day={i})  # partition {i}" for i in range(400)
+    ]
+    prose = [
+        f"Part {i}. Consider the storage layout, the backfill and the replay. " * 10
+        for i in range(40)
+    ]
+    answer = (
+        "\n\n".join(prose)
+        + "\n\n```python\ndef backfill():\n"
+        + "\n".join(code)
+        + "\n```\n\nShip it behind a flag."
+    )
+    assert len(answer) >= 30_000
+    model.reply_text(answer)
+    body = event_body("app_mention", channel="C0LONG")
+    ts = body["event"]["ts"]
+    archbot.send(body)
+    wait_until(
+        lambda: any(SIGN_OFF in c.args["markdown_text"] for c in slack.posts(channel="C0LONG")),
+        what="the last part",
+    )
+    parts = [c.args["markdown_text"] for c in slack.posts(channel="C0LONG")]
+    assert all(c.args["thread_ts"] == ts for c in slack.posts(channel="C0LONG"))
+    assert len(parts) >= 3 and all(len(p) <= 12_000 for p in parts)
+    for part in parts:
+        fences = [line for line in part.split("\n") if line.strip().startswith("```")]
+        assert len(fences) % 2 == 0, "a code fence left open"
+    assert [SIGN_OFF in p for p in parts] == [False] * (len(parts) - 1) + [True]
+    joined = "\n".join(parts)
+    assert [line for line in joined.split("\n") if line.startswith("    df_")] == code
+    for paragraph in prose:
+        assert paragraph.strip() in joined
+    assert "Ship it behind a flag." in joined
+
+
+def test_a_429_on_posting_is_retried(archbot: Archbot, slack: FakeSlack) -> None:
+    slack.fail_next("chat.postMessage", 429, retry_after=1)
+    body = event_body("app_mention", channel="C0LIMITED")
+    archbot.send(body)
+    [reply] = replies(slack, "C0LIMITED", body["event"]["ts"])
+    tries = [c for c in slack.calls_of("chat.postMessage") if c.args.get("channel") == "C0LIMITED"]
+    assert [c.status for c in tries] == [429, 200]
+    assert reply.at - tries[0].at >= 1.0  # waited for Retry-After
+    assert reply.args["markdown_text"].endswith(SIGN_OFF)
+
+
+def test_run_without_a_reachable_slack_or_a_signing_secret_says_why(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    env = {
+        "ARCHBOT_SLACK__ENABLED": "true",
+        "ARCHBOT_SLACK__MODE": "http",
+        "ARCHBOT_SLACK__PORT": "0",
+        "ARCHBOT_SLACK__API_URL": f"http://127.0.0.1:{closed}/api/",
+        "ARCHBOT_STORAGE__PATH": str(tmp_path / "a.db"),
+        "SLACK_BOT_TOKEN": "xoxb-test-not-real",
+    }
+    missing = run_cli(["run"], cwd=tmp_path, env=env)
+    assert missing.returncode == 2
+    assert "SLACK_SIGNING_SECRET is not set" in missing.stderr
+    unreachable = run_cli(
+        ["run"], cwd=tmp_path, env={**env, "SLACK_SIGNING_SECRET": SIGNING_SECRET}
+    )
+    assert unreachable.returncode == 1
+    assert "auth.test failed" in unreachable.stderr
+    assert "Traceback" not in unreachable.stderr
+    assert "xoxb-test-not-real" not in unreachable.stderr + unreachable.stdout

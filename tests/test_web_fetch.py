@@ -1,0 +1,302 @@
+"""fetch_url: HTML to text, caps, and the SSRF guard (nothing reaches a guarded address)."""
+
+from __future__ import annotations
+
+import ssl
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from bot.errors import AccessDenied, ToolError
+from bot.settings import FetchSettings, Secrets, Settings, StorageSettings
+from bot.store import Store
+from bot.tools import Services, ToolContext
+from bot.toolset import tools
+from bot.web import WebFetcher
+from tests.chat_helpers import chat, tool_result
+from tests.fakes.fake_anthropic import FakeAnthropic, ServerThread
+from tests.fakes.fake_web import FakeWeb, HostServerThread
+
+GUARDED = FetchSettings(allow_private_addresses=False)
+OPEN = FetchSettings(allow_private_addresses=True)
+PUBLIC_IP = "93.184.216.34"
+
+
+class CountingTransport(httpx.AsyncBaseTransport):
+    """The real network transport, counting what is actually sent (host, Host header)."""
+
+    def __init__(self, redirect_public_to: str | None = None) -> None:
+        self.inner = httpx.AsyncHTTPTransport()
+        self.sent: list[tuple[str, str]] = []
+        self.redirect_public_to = redirect_public_to
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append((request.url.host, request.headers.get("Host", "")))
+        if request.url.host == PUBLIC_IP:  # stands in for a public site (no internet in tests)
+            if self.redirect_public_to:
+                return httpx.Response(
+                    302, headers={"Location": self.redirect_public_to}, request=request
+                )
+            return httpx.Response(
+                200, text="public page", headers={"Content-Type": "text/plain"}, request=request
+            )
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+@pytest.fixture
+def site() -> Iterator[tuple[FakeWeb, str, str]]:
+    fake = FakeWeb()
+    v4 = ServerThread(fake.app()).start()
+    v6 = HostServerThread(fake.app(), "::1").start()
+    try:
+        yield fake, v4.url, v6.url
+    finally:
+        v4.stop()
+        v6.stop()
+
+
+async def resolve_public(host: str, port: int) -> list[str]:
+    return {"docs.example": [PUBLIC_IP], "mixed.example": [PUBLIC_IP, "10.0.0.1"]}.get(
+        host, ["127.0.0.1"]
+    )
+
+
+async def test_html_becomes_readable_text(site: tuple[FakeWeb, str, str]) -> None:
+    _, url, _ = site
+    fetcher = WebFetcher(OPEN)
+    try:
+        page = await fetcher.fetch(f"{url}/page")
+    finally:
+        await fetcher.aclose()
+    assert page.status == 200 and page.content_type == "text/html" and not page.truncated
+    assert "# Feature stores in practice" in page.text
+    assert "**online**" in page.text
+    assert "[the Feast docs](https://feast.dev/docs)" in page.text
+    assert "Point-in-time joins" in page.text
+    assert "stealCookies" not in page.text and "color: red" not in page.text
+
+
+async def test_size_and_time_caps(site: tuple[FakeWeb, str, str]) -> None:
+    _, url, _ = site
+    fetcher = WebFetcher(OPEN, total_timeout=0.5, max_bytes=100_000, max_chars=5_000)
+    try:
+        page = await fetcher.fetch(f"{url}/big")
+        assert page.truncated and len(page.text) == 5_000
+        with pytest.raises(ToolError, match="did not answer within"):
+            await fetcher.fetch(f"{url}/slow")
+        with pytest.raises(ToolError, match="image/png, not a text page"):
+            await fetcher.fetch(f"{url}/image")
+    finally:
+        await fetcher.aclose()
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://127.0.0.1:{port}/secret",
+        "http://10.0.0.1/admin",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]:{port6}/secret",
+        "http://[::ffff:127.0.0.1]:{port}/secret",
+        "http://0.0.0.0:{port}/secret",
+        "http://localhost:{port}/secret",
+        "http://mixed.example/",
+    ],
+)
+async def test_guard_refuses_private_addresses_without_sending(
+    site: tuple[FakeWeb, str, str], target: str
+) -> None:
+    fake, url, url6 = site
+    port, port6 = url.rsplit(":", 1)[1], url6.rsplit(":", 1)[1]
+    transport = CountingTransport()
+    resolver = resolve_public if "example" in target else None
+    fetcher = WebFetcher(GUARDED, transport=transport, resolver=resolver)
+    try:
+        with pytest.raises(AccessDenied, match="SSRF guard"):
+            await fetcher.fetch(target.format(port=port, port6=port6))
+    finally:
+        await fetcher.aclose()
+    assert transport.sent == []
+    assert fake.hits == []
+
+
+async def test_redirect_to_loopback_is_refused(site: tuple[FakeWeb, str, str]) -> None:
+    fake, url, _ = site
+    transport = CountingTransport(redirect_public_to=f"{url}/secret")
+    fetcher = WebFetcher(GUARDED, transport=transport, resolver=resolve_public)
+    try:
+        with pytest.raises(AccessDenied, match=r"resolves to 127\.0\.0\.1, a loopback address"):
+            await fetcher.fetch("https://docs.example/moved")
+    finally:
+        await fetcher.aclose()
+    assert transport.sent == [(PUBLIC_IP, "docs.example")]  # pinned to the checked IP
+    assert fake.hits == []
+
+
+async def test_public_host_is_fetched_through_its_checked_address() -> None:
+    transport = CountingTransport()
+    fetcher = WebFetcher(GUARDED, transport=transport, resolver=resolve_public)
+    try:
+        page = await fetcher.fetch("http://docs.example:8080/guide")
+    finally:
+        await fetcher.aclose()
+    assert page.text == "public page" and page.url == "http://docs.example:8080/guide"
+    assert transport.sent == [(PUBLIC_IP, "docs.example:8080")]
+
+
+async def test_redirects_are_followed_when_allowed(site: tuple[FakeWeb, str, str]) -> None:
+    fake, url, _ = site
+    fetcher = WebFetcher(OPEN)
+    try:
+        page = await fetcher.fetch(f"{url}/redirect?to=/plain")
+    finally:
+        await fetcher.aclose()
+    assert page.url == f"{url}/plain"
+    assert page.text == f"host header: {url.removeprefix('http://')}\n"
+    assert fake.hits == ["/redirect?to=/plain", "/plain"]
+
+
+@pytest.mark.parametrize(
+    "target", ["file:///etc/passwd", "ftp://example.com/x", "http://user:pw@example.com/"]
+)
+async def test_only_plain_http_urls(target: str) -> None:
+    fetcher = WebFetcher(OPEN)
+    try:
+        with pytest.raises(AccessDenied):
+            await fetcher.fetch(target)
+    finally:
+        await fetcher.aclose()
+
+
+async def test_fetch_url_tool_wraps_the_page_as_untrusted(
+    tmp_path: Path, site: tuple[FakeWeb, str, str]
+) -> None:
+    _, url, _ = site
+    store = Store.open(tmp_path / "a.db")
+    fetcher = WebFetcher(OPEN)
+    thread = store.ensure_thread(
+        "console/t",
+        platform="console",
+        workspace="local",
+        channel="console",
+        thread="t",
+        channel_key="console/local/console",
+    )
+    settings = Settings(storage=StorageSettings(path=str(tmp_path / "a.db")), fetch=OPEN)
+    ctx = ToolContext(
+        store=store,
+        settings=settings,
+        secrets=Secrets(),
+        thread=thread,
+        user="me",
+        services=Services(web=fetcher),
+    )
+    try:
+        text, is_error = await tools.call("fetch_url", {"url": f"{url}/page"}, ctx)
+    finally:
+        await fetcher.aclose()
+        store.close()
+    assert not is_error
+    assert text.startswith(f"{url}/page (HTTP 200, text/html)")
+    assert f'<untrusted_content source="{url}/page">' in text
+    assert "# Feature stores in practice" in text
+
+
+def test_fetch_url_through_archbot_chat_refuses_guarded_addresses(
+    tmp_path: Path, site: tuple[FakeWeb, str, str]
+) -> None:
+    fake, url, url6 = site
+    model = FakeAnthropic()
+    server = ServerThread(model.app()).start()
+    targets = [
+        f"{url}/secret",
+        "http://10.0.0.1/",
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+        f"{url6}/secret",
+    ]
+    try:
+        for target in targets:
+            model.reply_tool_use("fetch_url", {"url": target})
+        model.reply_text("I cannot read internal addresses.")
+        done = chat("Read our metadata", cwd=tmp_path, anthropic_url=server.url)
+    finally:
+        server.stop()
+    assert done.returncode == 0, done.stderr
+    assert "I cannot read internal addresses." in done.stdout
+    requests = model.message_requests
+    assert len(requests) == len(targets) + 1
+    for request, target in zip(requests[1:], targets, strict=True):
+        text, is_error = tool_result(request)
+        assert is_error, text
+        assert "SSRF guard" in text and "nothing was sent" in text
+        assert httpx.URL(target).host in text
+    assert fake.hits == []
+
+
+@pytest.fixture
+def tls_site(tmp_path: Path) -> Iterator[tuple[FakeWeb, int, ssl.SSLContext]]:
+    """An HTTPS server on 127.0.0.1 whose self-signed certificate names docs.example."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=docs.example",
+            "-addext",
+            "subjectAltName=DNS:docs.example",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+    fake = FakeWeb()
+    server = HostServerThread(fake.app(), "127.0.0.1", ssl_context=server_ctx).start()
+    try:
+        yield fake, server.port, client_ctx
+    finally:
+        server.stop()
+
+
+async def test_https_to_a_pinned_address_still_verifies_the_host_name(
+    tls_site: tuple[FakeWeb, int, ssl.SSLContext],
+) -> None:
+    fake, port, client_ctx = tls_site
+
+    async def loopback(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    fetcher = WebFetcher(
+        OPEN, transport=httpx.AsyncHTTPTransport(verify=client_ctx), resolver=loopback
+    )
+    try:
+        page = await fetcher.fetch(f"https://docs.example:{port}/plain")
+        assert page.text == f"host header: docs.example:{port}\n"
+        with pytest.raises(
+            ToolError, match=r"fetching https://wrong\.example.*CERTIFICATE_VERIFY_FAILED"
+        ):
+            await fetcher.fetch(
+                f"https://wrong.example:{port}/plain"
+            )  # certificate names docs.example
+    finally:
+        await fetcher.aclose()
+    assert fake.hits == ["/plain"]
