@@ -21,21 +21,28 @@ import asyncio
 import contextlib
 import logging
 import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import aiohttp
-import discord
 import yarl
-from discord import app_commands
-from discord.gateway import DiscordWebSocket
 
 from bot.app import Core
+from bot.commands import is_command
 from bot.errors import ArchbotError
 from bot.events import ContextMessage, IncomingMessage
 from bot.formatting import split_markdown
 from bot.settings import Secrets, Settings
+
+with warnings.catch_warnings():
+    # discord.py 2.7 imports the stdlib `audioop` (voice), deprecated since Python 3.11;
+    # importing the adapter must not trip `-W error` or pytest's filterwarnings=error.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import discord
+    from discord import app_commands
+    from discord.gateway import DiscordWebSocket
 
 log = logging.getLogger(__name__)
 
@@ -410,7 +417,13 @@ class ArchbotClient(discord.Client):
         else:
             if not mentioned or not consultant.allowed(msg):
                 return
-            target = await self._open_thread(message, msg.text)
+            if is_command(msg.text):
+                # `@archbot !help` in a channel: answer in place, keyed like /archbot there.
+                msg = replace(msg, thread=msg.channel)
+                assert isinstance(channel, discord.abc.Messageable)
+                target = channel
+            else:
+                target = await self._open_thread(message, msg.text)
         await self.answer(target, msg)
 
     async def answer(self, target: Sendable, msg: IncomingMessage) -> None:
@@ -453,14 +466,20 @@ class ArchbotClient(discord.Client):
     async def _thread_context(
         self, thread: discord.Thread, before: discord.Message
     ) -> tuple[ContextMessage, ...]:
-        """The thread's earlier messages, read once when the bot is first mentioned there."""
+        """The thread's latest earlier messages (and its starter), read once when first mentioned."""
         assert self.user is not None
+        earlier: list[discord.Message] = []
+        parent = thread.parent
+        if isinstance(parent, discord.TextChannel):
+            # A thread opened on a channel message: that message (same id) lives in the parent.
+            with contextlib.suppress(discord.HTTPException):
+                earlier.append(await parent.fetch_message(thread.id))
         try:
-            history = thread.history(limit=CONTEXT_MESSAGES, before=before, oldest_first=True)
-            earlier = [m async for m in history]
+            newest_first = [m async for m in thread.history(limit=CONTEXT_MESSAGES, before=before)]
         except discord.HTTPException as exc:
             log.warning("could not read earlier messages of thread %s (%s)", thread.id, exc.status)
-            return ()
+            newest_first = []
+        earlier.extend(reversed(newest_first))
         return context_from_messages(earlier, self.user.id)
 
     # application commands ---------------------------------------------------------

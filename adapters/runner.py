@@ -73,9 +73,11 @@ async def run_forever(
         )
         await stop.wait()
         log.info("stopping: draining in-flight turns (up to %.0fs)", DRAIN_SECONDS)
+        deadline = time.monotonic() + DRAIN_SECONDS
         for adapter in started_adapters:
             await adapter.stop()
-        if not await core.consultant.drain(DRAIN_SECONDS):
+        # One deadline for the whole shutdown, however long the adapters took.
+        if not await core.consultant.drain(max(0.0, deadline - time.monotonic())):
             log.warning("some turns were still running at shutdown; they resume at next start")
         recovery.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

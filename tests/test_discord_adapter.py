@@ -190,6 +190,23 @@ async def test_mention_opens_a_thread_and_follow_up_needs_no_mention(bot: Runnin
     assert bot_posts(fake, thread_id)[1]["content"].endswith(SIGN_OFF)
 
 
+async def test_bang_commands_work_after_a_mention(bot: Running) -> None:
+    fake, model = bot.discord, bot.model
+    fake.message(f"<@{fake.bot_id}> !todo add Choose a feature store", mention_bot=True)
+    await until(lambda: bot_posts(fake, fake.channel_id), "the command's answer")
+    fake.message(f"<@{fake.bot_id}> !todos", mention_bot=True)
+    await until(lambda: len(bot_posts(fake, fake.channel_id)) == 2, "the todo list")
+    listing = bot_posts(fake, fake.channel_id)[1]
+    assert "Choose a feature store" in listing["content"] and listing["content"].endswith(SIGN_OFF)
+    assert not fake.rest("POST", r"/channels/\d+/messages/\d+/threads"), "answered in place"
+    assert not model.message_requests, "commands never call the model"
+    # The same list through /archbot in that channel: one thread key for both.
+    fake.interaction([{"name": "todos", "type": 1, "options": []}])
+    await until(lambda: fake.rest("POST", r"/interactions/\d+/[^/]+/callback"), "/archbot todos")
+    (callback,) = fake.rest("POST", r"/interactions/\d+/[^/]+/callback")
+    assert "Choose a feature store" in callback.body["data"]["content"]
+
+
 async def test_mention_of_the_bots_role_also_opens_a_thread(bot: Running) -> None:
     fake = bot.discord
     sent = fake.message(
@@ -270,7 +287,8 @@ async def test_mentioned_in_a_foreign_thread_reads_its_history_once(
 ) -> None:
     fake = fake_discord
     bob = user_payload("1100000000000000051", "bob")
-    thread = fake.add_thread(fake.channel_id, "latency budget", bob["id"])
+    starter = fake.seed_message(fake.channel_id, "Can we hit a 50 ms latency budget?", bob)
+    thread = fake.add_thread(fake.channel_id, "latency budget", bob["id"], thread_id=starter["id"])
     fake.seed_message(thread["id"], "Our p99 inference latency is 80 ms, budget is 50 ms.", bob)
     fake.seed_message(thread["id"], "We serve with FastAPI + PyTorch on CPU.", bob)
     stop, task = await start_bot(discord_settings(tmp_path, fake), discord_secrets(fake_anthropic))
@@ -281,7 +299,14 @@ async def test_mentioned_in_a_foreign_thread_reads_its_history_once(
         )
         await until(lambda: bot_posts(fake, thread["id"]), "the answer in the foreign thread")
         history = all_texts(fake_anthropic.message_requests[0].body)
-        assert "p99 inference latency is 80 ms" in history and "FastAPI + PyTorch" in history
+        in_order = [
+            "50 ms latency budget?",
+            "p99 inference latency",
+            "FastAPI + PyTorch",
+            "chatter",
+        ]
+        positions = [history.find(text) for text in in_order]
+        assert -1 not in positions and positions == sorted(positions), history
         assert "what would you change?" in history
         assert not fake.rest("POST", r"/channels/\d+/messages/\d+/threads"), "no new thread"
         reads = len(fake.rest("GET", rf"/channels/{thread['id']}/messages"))

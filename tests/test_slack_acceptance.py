@@ -322,3 +322,21 @@ def test_run_without_a_reachable_slack_or_a_signing_secret_says_why(tmp_path: Pa
     assert "auth.test failed" in unreachable.stderr
     assert "Traceback" not in unreachable.stderr
     assert "xoxb-test-not-real" not in unreachable.stderr + unreachable.stdout
+
+
+def test_doctor_reaches_slack_with_auth_test(tmp_path: Path, slack: FakeSlack) -> None:
+    from tests.conftest import run_cli
+
+    before = len(slack.calls_of("auth.test"))
+    env = {
+        "ARCHBOT_SLACK__ENABLED": "true",
+        "ARCHBOT_SLACK__API_URL": f"{slack.url}/api/",
+        "ARCHBOT_STORAGE__PATH": str(tmp_path / "a.db"),
+        "SLACK_BOT_TOKEN": "xoxb-test-not-real",
+        "SLACK_APP_TOKEN": "xapp-test-not-real",
+    }
+    done = run_cli(["doctor"], cwd=tmp_path, env=env)
+    slack_line = next(line for line in done.stdout.splitlines() if " slack:" in line)
+    assert slack_line.startswith("ok")
+    assert "@archbot" in slack_line and "socket mode" in slack_line
+    assert len(slack.calls_of("auth.test")) == before + 1

@@ -244,6 +244,16 @@ async def test_assistant_status_is_the_thinking_indicator_where_available(
     assert not fake_slack.calls_of("reactions.add")
 
 
+async def test_url_verification_challenge_is_answered(bot: RunningBot) -> None:
+    assert bot.session is not None
+    raw = json.dumps({"token": "x", "challenge": "c0ffee-challenge", "type": "url_verification"})
+    headers = signed_headers(SIGNING_SECRET, raw.encode())
+    url = f"http://127.0.0.1:{bot.port}/slack/events"
+    async with bot.session.post(url, data=raw, headers=headers) as response:
+        assert response.status == 200
+        assert "c0ffee-challenge" in await response.text()
+
+
 async def test_forged_and_stale_signatures_get_401_and_no_reply(
     bot: RunningBot, fake_slack: FakeSlack
 ) -> None:

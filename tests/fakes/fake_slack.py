@@ -7,7 +7,8 @@ slack-sdk sends some arguments there (`auth.test?team_id=`, `reactions.add?…`)
 slash commands (`/commands/...`) are recorded too. `send_socket_event` pushes
 an Events API envelope to connected Socket Mode clients and records their acks.
 
-Serve it with `tests.fakes.fake_anthropic.ServerThread(FakeSlack().app())`.
+Serve it with `tests.fakes.fake_anthropic.ServerThread(FakeSlack().app())` (set `.url` to the
+server's URL), or run `python -m tests.fakes.fake_slack --port 8766`.
 """
 
 from __future__ import annotations
@@ -296,3 +297,18 @@ def signed_headers(
         "X-Slack-Request-Timestamp": ts,
         "X-Slack-Signature": f"v0={digest}",
     }
+
+
+def main() -> None:
+    """`python -m tests.fakes.fake_slack --port 8766`: serve the fake Web API for manual runs."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="fake Slack Web API on 127.0.0.1")
+    parser.add_argument("--port", type=int, default=8766)
+    args = parser.parse_args()
+    fake = FakeSlack(url=f"http://127.0.0.1:{args.port}")
+    web.run_app(fake.app(), host="127.0.0.1", port=args.port, access_log=None)
+
+
+if __name__ == "__main__":
+    main()
