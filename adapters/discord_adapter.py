@@ -52,6 +52,7 @@ THREAD_NAME_LIMIT = 100
 CONTEXT_MESSAGES = 50  # earlier thread messages read once when joining a thread
 DEFER_AFTER = 2.0  # Discord wants an interaction response within 3 s
 READY_TIMEOUT = 60.0
+GUILD_READY_TIMEOUT = 2.0  # discord.py's default wait for more GUILD_CREATEs after READY
 DRAIN_SECONDS = 10.0
 ARCHIVED_THREAD = 50083  # "Thread is archived" error code
 THREAD_EXISTS = 160004  # "A thread has already been created for this message"
@@ -340,7 +341,9 @@ class ArchbotClient(discord.Client):
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
         intents = discord.Intents.default()
         intents.message_content = True  # privileged: switched on in the Developer Portal
-        super().__init__(intents=intents, allowed_mentions=NO_PINGS)
+        super().__init__(
+            intents=intents, allowed_mentions=NO_PINGS, guild_ready_timeout=GUILD_READY_TIMEOUT
+        )
         configure_api(api_url)
         self.core = core
         self.api_url = api_url

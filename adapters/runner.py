@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import importlib
 import logging
 import signal
@@ -56,6 +57,11 @@ async def run_forever(
     core = build_core(settings, secrets)
     adapters = create_adapters(core)
     started_adapters: list[PlatformAdapter] = []
+    # Everything imported and built so far lives as long as the process;
+    # freezing it keeps full GC passes from rescanning it (they otherwise
+    # stall the loop for ~100 ms at a time under load, delaying Slack acks).
+    gc.collect()
+    gc.freeze()
     try:
         for adapter in adapters:
             await adapter.start()

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import importlib
 import logging
 import time
 from dataclasses import dataclass
@@ -93,6 +95,19 @@ def describe_api_error(exc: Exception) -> ModelUnavailable:
     return ModelUnavailable("error", f"the model call failed ({type(exc).__name__})")
 
 
+# Modules the SDK imports on its first request. One of them scans package
+# metadata for entry points (~100 ms), which would stall the event loop (and
+# every Slack acknowledgement) in the middle of the first busy minute.
+_FIRST_REQUEST_IMPORTS = ("anyio._backends._asyncio", "opentelemetry.propagate")
+
+
+def warm_up_sdk() -> None:
+    """Import what the SDK would otherwise import lazily during the first request."""
+    for name in _FIRST_REQUEST_IMPORTS:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+
+
 class ModelClient:
     """Calls the Messages API with bounded concurrency and records every call's usage."""
 
@@ -117,6 +132,8 @@ class ModelClient:
                 max_retries=llm.max_retries,
                 timeout=llm.timeout_seconds,
             )
+        if client is not None:
+            warm_up_sdk()
         self.client = client
 
     async def complete(

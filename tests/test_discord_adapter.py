@@ -90,7 +90,7 @@ async def start_bot(
 
 def discord_settings(tmp_path: Path, fake: FakeDiscord) -> Settings:
     """Settings with Discord enabled and pointed at the fake."""
-    return make_settings(tmp_path, discord={"enabled": True, "api_url": fake.url})  # type: ignore[attr-defined]
+    return make_settings(tmp_path, discord={"enabled": True, "api_url": fake.url})
 
 
 def discord_secrets(fake_model: FakeAnthropic | None, token: str = TOKEN) -> Secrets:
@@ -98,12 +98,18 @@ def discord_secrets(fake_model: FakeAnthropic | None, token: str = TOKEN) -> Sec
     return make_secrets(fake_model).model_copy(update={"discord_token": SecretStr(token)})
 
 
+@pytest.fixture(autouse=True)
+def quick_ready(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake sends every GUILD_CREATE right after READY: no need to wait 2 s for more."""
+    monkeypatch.setattr(discord_adapter, "GUILD_READY_TIMEOUT", 0.1)
+
+
 @pytest.fixture
 def fake_discord() -> Iterator[FakeDiscord]:
     """A fake Discord on loopback; `.url` is its REST base (…/api/v10)."""
     fake = FakeDiscord()
     server = ServerThread(fake.app()).start()
-    fake.url = f"{server.url}/api/v10"  # type: ignore[attr-defined]
+    fake.url = f"{server.url}/api/v10"
     base, gateway = discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY
     try:
         yield fake

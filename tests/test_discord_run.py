@@ -49,7 +49,7 @@ def all_texts(body: dict[str, Any]) -> str:
 def fake_discord() -> Iterator[FakeDiscord]:
     fake = FakeDiscord()
     server = ServerThread(fake.app()).start()
-    fake.url = f"{server.url}/api/v10"  # type: ignore[attr-defined]
+    fake.url = f"{server.url}/api/v10"
     try:
         yield fake
     finally:
@@ -68,7 +68,7 @@ def test_archbot_run_in_discord(
     env.update(
         PYTHONPATH=str(REPO_ROOT),
         ARCHBOT_DISCORD__ENABLED="true",
-        ARCHBOT_DISCORD__API_URL=fake.url,  # type: ignore[attr-defined]
+        ARCHBOT_DISCORD__API_URL=fake.url,
         DISCORD_TOKEN="test-not-real",
         ANTHROPIC_BASE_URL=model.url,  # type: ignore[attr-defined]
         ANTHROPIC_API_KEY=FAKE_KEY,

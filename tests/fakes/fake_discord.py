@@ -98,6 +98,7 @@ class FakeDiscord:
     bot_role_id: str = "1100000000000000003"  # the role Discord makes for the bot on invite
     message_content_intent: bool = True  # False: close the gateway with 4014 after IDENTIFY
     valid_token: str = "test-not-real"
+    url: str = ""  # REST base (http://127.0.0.1:PORT/api/v10), set by whoever serves it
     calls: list[RestCall] = field(default_factory=list)
     identifies: list[dict[str, Any]] = field(default_factory=list)
     channels: dict[str, dict[str, Any]] = field(default_factory=dict)
