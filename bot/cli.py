@@ -77,6 +77,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug: still one line for the user, details in the debug log
+        log.debug("unexpected error", exc_info=True)
+        print(
+            f"archbot: unexpected error ({type(exc).__name__}: {exc}); "
+            "run with ARCHBOT_LOG__LEVEL=debug for the traceback",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
 
 
 def cmd_init(target: Path) -> int:

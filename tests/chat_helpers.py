@@ -3,15 +3,12 @@ delegation acceptance tests)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import run_cli
 from tests.fakes.fake_anthropic import RecordedRequest
-
-SECRET_PREFIXES = ("ARCHBOT_", "ANTHROPIC_", "GITHUB_", "SLACK_", "DISCORD_")
 
 
 def chat(
@@ -24,23 +21,13 @@ def chat(
     timeout: float = 60,
 ) -> subprocess.CompletedProcess[str]:
     """Pipe one message into `archbot chat` and return the finished process."""
-    full = {k: v for k, v in os.environ.items() if not k.startswith(SECRET_PREFIXES)}
-    full.update(
-        ANTHROPIC_BASE_URL=anthropic_url,
-        ANTHROPIC_API_KEY="sk-ant-test-not-real",
-        ARCHBOT_STORAGE__PATH=str(cwd / "a.db"),
-    )
-    full.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "bot", "chat", "--thread", thread],
-        input=text,
-        capture_output=True,
-        text=True,
-        env=full,
-        cwd=cwd,
-        timeout=timeout,
-        check=False,
-    )
+    full = {
+        "ANTHROPIC_BASE_URL": anthropic_url,
+        "ANTHROPIC_API_KEY": "sk-ant-test-not-real",
+        "ARCHBOT_STORAGE__PATH": str(cwd / "a.db"),
+        **(env or {}),
+    }
+    return run_cli(["chat", "--thread", thread], cwd=cwd, stdin=text, env=full, timeout=timeout)
 
 
 def tool_result(request: RecordedRequest) -> tuple[str, bool]:

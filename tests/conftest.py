@@ -19,9 +19,18 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 FAKE_KEY = "sk-ant-test-not-a-real-key"
 
 # Nothing from the developer's shell may leak into tests (keys, config, base URLs).
+OWN_ENV_PREFIXES = ("ARCHBOT_", "ANTHROPIC_", "SLACK_", "DISCORD_", "GITHUB_")
 for _name in list(os.environ):
-    if _name.startswith(("ARCHBOT_", "ANTHROPIC_", "SLACK_", "DISCORD_", "GITHUB_TOKEN")):
+    if _name.startswith(OWN_ENV_PREFIXES):
         del os.environ[_name]
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment for an archbot subprocess: no config or secrets from the shell, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(OWN_ENV_PREFIXES)}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    env.update(extra)
+    return env
 
 
 @pytest.fixture
@@ -72,20 +81,13 @@ def run_cli(
     timeout: float = 60,
 ) -> subprocess.CompletedProcess[str]:
     """Run `python -m bot ARGS` in a clean environment (plus `env`) and capture its output."""
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("ARCHBOT_", "ANTHROPIC_", "SLACK_", "DISCORD_", "GITHUB_TOKEN"))
-    }
-    base["PYTHONPATH"] = str(REPO_ROOT)
-    base.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "bot", *args],
         cwd=cwd,
         input=stdin,
         capture_output=True,
         text=True,
-        env=base,
+        env=clean_env(**(env or {})),
         timeout=timeout,
         check=False,
     )

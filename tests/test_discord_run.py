@@ -3,7 +3,6 @@ and `[discord] api_url` pointing at a loopback Discord (REST + gateway) and a fa
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import pytest
 
 from bot.formatting import fences_balanced
 from bot.signoff import SIGN_OFF
-from tests.conftest import FAKE_KEY, REPO_ROOT
+from tests.conftest import FAKE_KEY, clean_env
 from tests.fakes.fake_anthropic import FakeAnthropic, ServerThread
 from tests.fakes.fake_discord import FakeDiscord, user_payload
 
@@ -60,13 +59,7 @@ def test_archbot_run_in_discord(
     tmp_path: Path, fake_discord: FakeDiscord, fake_anthropic: FakeAnthropic
 ) -> None:
     fake, model = fake_discord, fake_anthropic
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("ARCHBOT_", "ANTHROPIC_", "SLACK_", "DISCORD_", "GITHUB_TOKEN"))
-    }
-    env.update(
-        PYTHONPATH=str(REPO_ROOT),
+    env = clean_env(
         ARCHBOT_DISCORD__ENABLED="true",
         ARCHBOT_DISCORD__API_URL=fake.url,
         DISCORD_TOKEN="test-not-real",

@@ -3,8 +3,6 @@ against a loopback Slack Web API and a scripted model, driven by signed Events A
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import socket
 import subprocess
@@ -19,9 +17,9 @@ from typing import Any, TypeVar
 import pytest
 
 from bot.signoff import SIGN_OFF
-from tests.conftest import REPO_ROOT
+from tests.conftest import clean_env
 from tests.fakes.fake_anthropic import FakeAnthropic, ServerThread
-from tests.fakes.fake_slack import FakeSlack, SlackCall, event_body, signed_headers
+from tests.fakes.fake_slack import FakeSlack, SlackCall, event_body, event_request
 
 SIGNING_SECRET = "acceptance-signing-secret-not-real"
 T = TypeVar("T")
@@ -48,13 +46,7 @@ class Archbot:
             self.port = s.getsockname()[1]
         self.slack = slack
         self.log_path = tmp / "archbot.log"
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("ARCHBOT_", "ANTHROPIC_", "SLACK_", "DISCORD_", "GITHUB_TOKEN"))
-        }
-        env.update(
-            PYTHONPATH=str(REPO_ROOT),
+        env = clean_env(
             ARCHBOT_SLACK__ENABLED="true",
             ARCHBOT_SLACK__MODE="http",
             ARCHBOT_SLACK__PORT=str(self.port),
@@ -92,11 +84,7 @@ class Archbot:
         secret: str = SIGNING_SECRET,
     ) -> tuple[int, float]:
         """POST a signed event; return (HTTP status, seconds to the acknowledgement)."""
-        raw = json.dumps(body).encode()
-        headers = signed_headers(secret, raw, timestamp)
-        if retry is not None:
-            headers["X-Slack-Retry-Num"] = str(retry)
-            headers["X-Slack-Retry-Reason"] = "http_timeout"
+        raw, headers = event_request(body, secret, retry=retry, timestamp=timestamp)
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.port}/slack/events", data=raw, headers=headers, method="POST"
         )

@@ -29,6 +29,7 @@ from tests.fakes.fake_slack import (
     BOT_USER_ID,
     FakeSlack,
     event_body,
+    event_request,
     load_payload,
     signed_headers,
 )
@@ -121,11 +122,7 @@ class RunningBot:
         secret: str = SIGNING_SECRET,
     ) -> tuple[int, float]:
         """POST a signed Events API request; return (status, seconds until the response)."""
-        raw = json.dumps(body).encode()
-        headers = signed_headers(secret, raw, timestamp)
-        if retry is not None:
-            headers["X-Slack-Retry-Num"] = str(retry)
-            headers["X-Slack-Retry-Reason"] = "http_timeout"
+        raw, headers = event_request(body, secret, retry=retry, timestamp=timestamp)
         return await self._post(raw, headers)
 
     async def command(self, form: dict[str, str]) -> tuple[int, float]:

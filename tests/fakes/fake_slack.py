@@ -299,6 +299,18 @@ def signed_headers(
     }
 
 
+def event_request(
+    body: dict[str, Any], secret: str, *, retry: int | None = None, timestamp: int | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """The raw body and headers of a signed Events API delivery (a retry when `retry` is set)."""
+    raw = json.dumps(body).encode()
+    headers = signed_headers(secret, raw, timestamp)
+    if retry is not None:
+        headers["X-Slack-Retry-Num"] = str(retry)
+        headers["X-Slack-Retry-Reason"] = "http_timeout"
+    return raw, headers
+
+
 def main() -> None:
     """`python -m tests.fakes.fake_slack --port 8766`: serve the fake Web API for manual runs."""
     import argparse
