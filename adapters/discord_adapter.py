@@ -631,6 +631,16 @@ class DiscordAdapter:
             raise ArchbotError(describe_connect_error(error))
         self._connection.add_done_callback(self._connection_ended)
 
+    async def wait_closed(self) -> str:
+        """Return (with the reason) once the gateway connection has ended for good."""
+        assert self._connection is not None, "start() first"
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(self._connection)
+        error = None if self._connection.cancelled() else self._connection.exception()
+        if error is not None:
+            return describe_connect_error(error)
+        return "the Discord gateway connection closed"
+
     def _connection_ended(self, task: asyncio.Task[None]) -> None:
         if task.cancelled() or self.client.stopping:
             return

@@ -16,8 +16,10 @@ import gc
 import importlib
 import logging
 import signal
+import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 from bot.app import Core, build_core
 from bot.ports import PlatformAdapter
@@ -77,7 +79,7 @@ async def run_forever(
             time.perf_counter() - started,
             ", ".join(a.platform for a in adapters),
         )
-        await stop.wait()
+        exit_code = await _wait_for_stop_or_failure(stop, started_adapters)
         log.info("stopping: draining in-flight turns (up to %.0fs)", DRAIN_SECONDS)
         deadline = time.monotonic() + DRAIN_SECONDS
         for adapter in started_adapters:
@@ -88,6 +90,7 @@ async def run_forever(
         recovery.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await recovery
+        return exit_code
     finally:
         for adapter in started_adapters:
             with contextlib.suppress(Exception):
@@ -96,4 +99,31 @@ async def run_forever(
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+
+
+async def _wait_for_stop_or_failure(stop: asyncio.Event, adapters: list[PlatformAdapter]) -> int:
+    """Wait for a stop signal (exit 0) or an adapter whose connection ended for good (exit 1).
+
+    An adapter may offer `async wait_closed() -> str` (the reason); one that has
+    lost its platform for good should not leave a bot running deaf.
+    """
+    waiters: dict[asyncio.Task[Any], PlatformAdapter | None] = {
+        asyncio.create_task(stop.wait()): None
+    }
+    for adapter in adapters:
+        wait_closed = getattr(adapter, "wait_closed", None)
+        if wait_closed is not None:
+            waiters[asyncio.create_task(wait_closed())] = adapter
+    try:
+        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in waiters:
+            task.cancel()
+    for task in done:
+        failed = waiters[task]
+        if failed is not None and not stop.is_set():
+            reason = task.result() if not task.cancelled() and task.exception() is None else "?"
+            log.error("%s connection lost for good: %s; shutting down", failed.platform, reason)
+            print(f"archbot: {failed.platform}: {reason}", file=sys.stderr)
+            return 1
     return 0

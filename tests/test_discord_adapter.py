@@ -371,6 +371,26 @@ async def test_missing_message_content_intent_is_one_readable_line(
     assert "\n" not in message and TOKEN not in message
 
 
+async def test_run_exits_non_zero_when_discord_drops_the_bot_for_good(
+    fake_anthropic: FakeAnthropic,
+    fake_discord: FakeDiscord,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="adapters.runner")
+    settings, secrets = discord_settings(tmp_path, fake_discord), discord_secrets(fake_anthropic)
+    stop = asyncio.Event()
+    running = asyncio.create_task(run_forever(settings, secrets, stop))
+    try:
+        await until(lambda: "archbot ready" in caplog.text, "the bot to be ready")
+        fake_discord.close_sessions(4004, b"Authentication failed.")  # a revoked token
+        assert await asyncio.wait_for(running, 20) == 1
+    finally:
+        stop.set()
+        if not running.done():
+            await asyncio.wait_for(running, 20)
+
+
 async def test_doctor_logs_in_and_names_the_bot(fake_discord: FakeDiscord, tmp_path: Path) -> None:
     settings = discord_settings(tmp_path, fake_discord)
     status = await discord_adapter.doctor_check(settings, discord_secrets(None))

@@ -347,6 +347,22 @@ class FakeDiscord:
         else:
             asyncio.run_coroutine_threadsafe(send(), loop).result(10)
 
+    def close_sessions(self, code: int, reason: bytes = b"closed by the fake") -> None:
+        """Close every identified gateway session with a close code (callable from any thread)."""
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("no gateway session yet")
+        sessions = [s for s in self._sockets if s.ready]
+
+        async def close() -> None:
+            for session in sessions:
+                await session.ws.close(code=code, message=reason)
+
+        if _running_loop() is loop:
+            loop.create_task(close())
+        else:
+            asyncio.run_coroutine_threadsafe(close(), loop).result(10)
+
     def message(
         self,
         content: str,
