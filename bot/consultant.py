@@ -18,7 +18,7 @@ from typing import Any
 
 from bot.commands import CommandContext, CommandRegistry, is_command
 from bot.errors import ModelUnavailable
-from bot.events import IncomingMessage, Reply
+from bot.events import IncomingMessage, Reply, TextSink
 from bot.llm import ModelClient
 from bot.metrics import TURNS
 from bot.ports import Outbox
@@ -114,12 +114,17 @@ class Consultant:
             return False
         return msg.is_dm or access.channel_allowed(msg.channel)
 
-    async def handle(self, msg: IncomingMessage) -> Reply | None:
-        """Answer one message; None when it is a redelivery or not allowed."""
+    async def handle(self, msg: IncomingMessage, on_text: TextSink | None = None) -> Reply | None:
+        """Answer one message; None when it is a redelivery or not allowed.
+
+        `on_text`, if given, receives the answer's text while the model writes
+        it (for platforms that stream); the returned Reply is still the whole,
+        signed-off answer.
+        """
         self._inflight += 1
         self._idle.clear()
         try:
-            return await self._handle(msg)
+            return await self._handle(msg, on_text)
         finally:
             self._inflight -= 1
             if self._inflight == 0:
@@ -133,7 +138,7 @@ class Consultant:
             return False
         return True
 
-    async def _handle(self, msg: IncomingMessage) -> Reply | None:
+    async def _handle(self, msg: IncomingMessage, on_text: TextSink | None) -> Reply | None:
         if not self.allowed(msg):
             log.info(
                 "ignoring message from %s in %s: not allowed by [access]", msg.user, msg.channel
@@ -161,7 +166,7 @@ class Consultant:
         if command:
             return await self._run_command(msg, thread)
         assert turn_id is not None
-        return await self._locked_turn(thread.key, turn_id)
+        return await self._locked_turn(thread.key, turn_id, on_text)
 
     async def recover_pending(self, outboxes: Mapping[str, Outbox]) -> int:
         """Complete turns interrupted by a crash and post their answers; return how many."""
@@ -217,19 +222,19 @@ class Consultant:
         body = await self.commands.run(ctx, msg.text)
         return Reply(sign_off(body), thread.key, kind="command")
 
-    async def _locked_turn(self, key: str, turn_id: int) -> Reply:
+    async def _locked_turn(self, key: str, turn_id: int, on_text: TextSink | None = None) -> Reply:
         lock = self._locks.acquire_slot(key)
         try:
             async with lock:
                 token = correlation_id.set(f"turn-{turn_id}")
                 try:
-                    return await self._run_turn(turn_id)
+                    return await self._run_turn(turn_id, on_text)
                 finally:
                     correlation_id.reset(token)
         finally:
             self._locks.release_slot(key)
 
-    async def _run_turn(self, turn_id: int) -> Reply:
+    async def _run_turn(self, turn_id: int, on_text: TextSink | None = None) -> Reply:
         turn = self.store.get_turn(turn_id)
         if turn.status != "pending":  # finished by another process or an earlier attempt
             return Reply(
@@ -243,17 +248,19 @@ class Consultant:
             self._check_budget(turn.user)
             if await self._compact_if_needed(thread, turn_id, turn.user):
                 thread = self.store.get_thread_by_id(turn.thread_id)
-            text = await self._tool_loop(thread, turn_id, turn.user)
+            shown, final = await self._tool_loop(thread, turn_id, turn.user, on_text)
         except ModelUnavailable as exc:
             log.warning("turn %s: model unavailable (%s)", turn_id, exc.cause)
             reply = sign_off(unavailable_reply(exc))
             self.store.finish_turn(turn_id, status="failed", reply=reply, error=exc.cause)
             TURNS.labels(outcome=exc.cause).inc()
             return Reply(reply, thread.key, kind="error", turn_id=turn_id)
-        reply = sign_off(text or "(The model returned an empty answer.)")
+        reply = sign_off(shown or "(The model returned an empty answer.)")
         with self.store.transaction():
+            # History keeps the last round's text; earlier rounds' text is already
+            # stored with their tool calls (so nothing appears twice to the model).
             self.store.add_message(
-                thread.id, turn_id, "assistant", [{"type": "text", "text": reply}]
+                thread.id, turn_id, "assistant", [{"type": "text", "text": sign_off(final)}]
             )
             self.store.finish_turn(turn_id, status="done", reply=reply)
         TURNS.labels(outcome="answered").inc()
@@ -268,7 +275,10 @@ class Consultant:
                 "[llm] daily_token_budget_per_user); it resets at 00:00 UTC",
             )
 
-    async def _tool_loop(self, thread: ThreadRow, turn_id: int, user: str) -> str:
+    async def _tool_loop(
+        self, thread: ThreadRow, turn_id: int, user: str, on_text: TextSink | None
+    ) -> tuple[str, str]:
+        """Run model calls and tools; return (all rounds' text as shown, the last round's text)."""
         rounds = self.settings.llm.max_tool_rounds
         tool_defs = self.tools.schemas()
         ctx = ToolContext(
@@ -280,8 +290,12 @@ class Consultant:
             services=self.services,
             turn_id=turn_id,
         )
+        sink = _RoundSeparatedSink(on_text) if on_text is not None else None
+        shown: list[str] = []
         for round_no in range(rounds + 1):
             last_round = round_no == rounds
+            if sink is not None:
+                sink.new_round()
             result = await self.model.complete(
                 system=self.system_prompt,
                 messages=self.history(thread, upto_turn=turn_id),
@@ -291,10 +305,13 @@ class Consultant:
                 channel_key=thread.channel_key,
                 user=user,
                 tool_choice={"type": "none"} if last_round and rounds > 0 else None,
+                on_text=sink.send if sink is not None else None,
             )
+            if result.text:
+                shown.append(result.text)
             uses = result.tool_uses
             if result.stop_reason != "tool_use" or not uses:
-                return result.text
+                return "\n\n".join(shown), result.text
             results: list[dict[str, Any]] = []
             for use in uses:
                 if last_round:
@@ -316,9 +333,11 @@ class Consultant:
                     thread.id, turn_id, "assistant", result.content, status="pending"
                 )
                 self.store.add_message(thread.id, turn_id, "user", results, status="pending")
-            if last_round:
-                return result.text or TOOL_LIMIT_NOTE
-        return ""
+            if last_round:  # a server that ignored tool_choice "none"
+                if not result.text:
+                    shown.append(TOOL_LIMIT_NOTE)
+                return "\n\n".join(shown), result.text or TOOL_LIMIT_NOTE
+        return "\n\n".join(shown), ""
 
     def history(self, thread: ThreadRow, upto_turn: int | None = None) -> list[dict[str, Any]]:
         """The thread's messages for a request: summary first, same roles merged.
@@ -391,6 +410,32 @@ class Consultant:
         self.store.set_summary(thread.id, result.text, until_turn)
         log.info("compacted %d messages of %s into a summary", len(old), thread.key)
         return True
+
+
+class _RoundSeparatedSink:
+    """Forwards text deltas, with a blank line between rounds, and never fails the turn."""
+
+    def __init__(self, sink: TextSink) -> None:
+        self._sink: TextSink | None = sink
+        self._wrote = False
+        self._separate = False
+
+    def new_round(self) -> None:
+        self._separate = self._wrote
+
+    async def send(self, text: str) -> None:
+        if self._sink is None or not text:
+            return
+        if self._separate:
+            text, self._separate = "\n\n" + text, False
+        try:
+            await self._sink(text)
+            self._wrote = True
+        except Exception:
+            # A platform hiccup while streaming must not lose the answer: the
+            # adapter still gets the whole Reply and can post it.
+            log.exception("streaming text to the platform failed; continuing without it")
+            self._sink = None
 
 
 def _summarised_until(thread: ThreadRow) -> int:

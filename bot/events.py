@@ -6,7 +6,11 @@ functions and render `Reply` back; the core never sees a platform payload.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+# Receives the answer's text as the model writes it (see bot.streaming.ReplyStream).
+TextSink = Callable[[str], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from typing import Any
 import anthropic
 
 from bot.errors import ModelUnavailable
+from bot.events import TextSink
 from bot.metrics import MODEL_TOKENS
 from bot.pricing import estimate_cost
 from bot.settings import LLMSettings, Secrets
@@ -149,8 +150,13 @@ class ModelClient:
         max_tokens: int | None = None,
         model: str | None = None,
         tool_choice: dict[str, Any] | None = None,
+        on_text: TextSink | None = None,
     ) -> ModelResult:
-        """One Messages API call (streamed for large max_tokens); raises ModelUnavailable on any failure."""
+        """One Messages API call; raises ModelUnavailable on any failure.
+
+        It is streamed when `on_text` wants the text as it is written (or when
+        max_tokens is too large for a plain request).
+        """
         if self.client is None:
             raise ModelUnavailable(
                 "no_key",
@@ -175,8 +181,11 @@ class ModelClient:
         started = time.perf_counter()
         async with self._semaphore:
             try:
-                if params["max_tokens"] > NON_STREAMING_MAX_TOKENS:
+                if on_text is not None or params["max_tokens"] > NON_STREAMING_MAX_TOKENS:
                     async with self.client.messages.stream(**params) as stream:
+                        if on_text is not None:
+                            async for text in stream.text_stream:
+                                await on_text(text)
                         message = await stream.get_final_message()
                 else:
                     message = await self.client.messages.create(**params)
