@@ -360,3 +360,41 @@ async def test_access_lists_are_enforced(tmp_path: Path, fake_anthropic: FakeAnt
         assert await core.consultant.handle(msg("hi")) is not None
     finally:
         await core.aclose()
+
+
+async def test_a_model_timeout_gives_a_clear_reply(
+    tmp_path: Path, fake_anthropic: FakeAnthropic
+) -> None:
+    core = build_core(
+        make_settings(tmp_path, llm={"timeout_seconds": 0.3, "max_retries": 0}),
+        make_secrets(fake_anthropic),
+    )
+    try:
+        fake_anthropic.latency = 2.0
+        reply = await core.consultant.handle(msg("Will this time out?", thread="slow"))
+        assert reply is not None and reply.kind == "error"
+        assert "timeout" in reply.text and ends_with_sign_off_once(reply.text)
+        turn = core.store.get_turn(reply.turn_id or 0)
+        assert turn.status == "failed" and turn.text == "Will this time out?"
+    finally:
+        await core.aclose()
+
+
+async def test_large_answers_are_streamed_over_sse(
+    tmp_path: Path, fake_anthropic: FakeAnthropic
+) -> None:
+    core = build_core(
+        make_settings(tmp_path, llm={"max_tokens": 32000}), make_secrets(fake_anthropic)
+    )
+    try:
+        fake_anthropic.reply_tool_use("list_todos", {})
+        fake_anthropic.reply_text("A long design review. " * 200)
+        reply = await core.consultant.handle(msg("Review everything", thread="sse"))
+        assert reply is not None and reply.text.startswith("A long design review.")
+        assert [r.body.get("stream") for r in fake_anthropic.message_requests] == [True, True]
+        result = fake_anthropic.message_requests[1].body["messages"][-1]["content"][0]
+        assert (
+            result["type"] == "tool_result" and result["content"] == "No todos in this thread yet."
+        )
+    finally:
+        await core.aclose()
