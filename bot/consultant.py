@@ -243,7 +243,11 @@ class Consultant:
                 kind="answer",
                 turn_id=turn_id,
             )
-        thread = self.store.get_thread_by_id(turn.thread_id)
+        thread = (
+            known_thread
+            if known_thread is not None
+            else self.store.get_thread_by_id(turn.thread_id)
+        )
         try:
             self._check_budget(turn.user)
             if await self._compact_if_needed(thread, turn_id, turn.user):

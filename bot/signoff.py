@@ -19,11 +19,16 @@ _VARIANT = re.compile(
 )
 
 
+_TAIL = 400  # longer than any decorated form of the line
+
+
 def strip_sign_off(text: str) -> str:
     """Remove every trailing copy of the sign-off line (and trailing whitespace)."""
     body = text.rstrip()
     while True:
-        match = _VARIANT.search(body)
+        # The line can only be at the end: search the tail, not the whole answer.
+        offset = max(0, len(body) - _TAIL)
+        match = _VARIANT.search(body, offset)
         if match is None:
             return body
         # Stripped wherever it starts, even glued to a word: leaving it would

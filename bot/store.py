@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from bot.migrations import migrations
 log = logging.getLogger(__name__)
 
 TODO_STATUSES = ("open", "in_progress", "done", "dropped")
+CONTENT_CACHE_SIZE = 20_000
 
 
 def utcnow() -> str:
@@ -123,6 +125,7 @@ class Store:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.conn = db.conn
+        self._content_cache: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
 
     @classmethod
     def open(cls, path: str | Path) -> Store:
@@ -398,12 +401,27 @@ class Store:
                 id=r["id"],
                 turn_id=r["turn_id"],
                 role=r["role"],
-                content=json.loads(r["content"]),
+                content=self._parsed(r["content"]),
                 status=r["status"],
                 tokens=r["tokens"],
             )
             for r in rows
         ]
+
+    def _parsed(self, raw: str) -> list[dict[str, Any]]:
+        """JSON content blocks, decoded once: every turn re-reads its thread's history."""
+        # Keyed by the text itself (not the row id, which SQLite may reuse after a
+        # delete), so a hit is always the same content. Callers must not mutate it.
+        cache = self._content_cache
+        found = cache.get(raw)
+        if found is None:
+            found = json.loads(raw)
+            cache[raw] = found
+            if len(cache) > CONTENT_CACHE_SIZE:
+                cache.popitem(last=False)
+        else:
+            cache.move_to_end(raw)
+        return found
 
     def history_tokens(self, thread_id: int, *, after_turn: int, upto_turn: int) -> int:
         """Estimated tokens of the messages `history_messages` would return."""
