@@ -243,11 +243,8 @@ class Consultant:
                 kind="answer",
                 turn_id=turn_id,
             )
-        thread = (
-            known_thread
-            if known_thread is not None
-            else self.store.get_thread_by_id(turn.thread_id)
-        )
+        # Read after taking the lock: a turn ahead of this one may have compacted the thread.
+        thread = self.store.get_thread_by_id(turn.thread_id)
         try:
             self._check_budget(turn.user)
             if await self._compact_if_needed(thread, turn_id, turn.user):
