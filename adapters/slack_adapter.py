@@ -2,7 +2,9 @@
 
 Pure functions at the top turn Events API payloads into the core's
 `IncomingMessage` and the core's Markdown into Slack-safe parts; the
-`SlackAdapter` below wires them to bolt. Bolt acknowledges events before the
+`SlackAdapter` below wires them to bolt; `StreamedReply` streams an answer into
+its thread while the model writes it (chat.startStream/appendStream/stopStream)
+and posts what streaming cannot carry. Bolt acknowledges events before the
 listener runs (`process_before_response=False`), so slow model turns never
 delay the ack. Exactly-once is the core's job: it records each message's key
 in SQLite. The key is the message's channel and `ts`, not the envelope's
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -34,8 +37,9 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from bot.app import Core
 from bot.errors import ArchbotError, ConfigError
 from bot.events import ContextMessage, IncomingMessage, Reply, thread_key
-from bot.formatting import split_markdown
+from bot.formatting import open_fence, split_markdown
 from bot.settings import Secrets, Settings
+from bot.streaming import ReplyStream, rest_of_reply
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,25 @@ STOP_SECONDS = 10.0
 # Message subtypes that are a person writing; edits, joins and deletions are not.
 _HUMAN_SUBTYPES = frozenset({None, "", "file_share", "thread_broadcast", "me_message"})
 _SEEN_CAPACITY = 10_000
+# Streaming: append when this much text is ready, or after this long with less (not every token).
+STREAM_BATCH_CHARS = 200
+STREAM_FLUSH_SECONDS = 0.5
+# A workspace that refused chat.startStream is asked again after this long (an admin may enable it).
+STREAMING_RECHECK_SECONDS = 3600.0
+# chat.startStream errors that mean "not for this app or workspace" rather than "not this time".
+_STREAMING_UNSUPPORTED = frozenset(
+    {
+        "unknown_method",
+        "method_deprecated",
+        "not_allowed_token_type",
+        "feature_not_enabled",
+        "missing_scope",
+        "invalid_arguments",
+        "not_allowed",
+    }
+)
+# Room kept in a streamed message for closing a code fence when the stream ends inside one.
+_FENCE_RESERVE = 32
 # What a Web API call raises when Slack says no or cannot be reached (slack-sdk's async
 # client lets aiohttp's connection errors through once its retry handlers give up).
 CALL_ERRORS: tuple[type[BaseException], ...] = (
@@ -138,6 +161,12 @@ def workspace_of(body: Mapping[str, Any]) -> str:
     """The workspace (team) id the event was delivered for."""
     event = body.get("event") or {}
     return str(body.get("team_id") or event.get("team") or "")
+
+
+def recipient_team(body: Mapping[str, Any]) -> str:
+    """The team of the person who wrote the event (their own team in shared channels)."""
+    event = body.get("event") or {}
+    return str(event.get("user_team") or event.get("team") or body.get("team_id") or "")
 
 
 def conversation_thread(event: Mapping[str, Any]) -> str:
@@ -321,6 +350,228 @@ class SlackOutbox:
         return first
 
 
+def fit_streamed(shown: str, text: str, limit: int = MARKDOWN_LIMIT) -> tuple[str, str]:
+    """Split `text` into what still fits a streamed message already showing `shown`, and the rest.
+
+    The cut falls on a paragraph, line or word break, leaving room to close a code fence.
+    """
+    room = limit - len(shown) - _FENCE_RESERVE
+    if len(text) <= room:
+        return text, ""
+    if room <= 0:
+        return "", text
+    window = text[:room]
+    cut = window.rfind("\n\n")
+    if cut < room // 2:
+        cut = window.rfind("\n")
+    if cut < room // 2:
+        cut = window.rfind(" ")
+    if cut <= 0:
+        cut = room
+    return text[:cut], text[cut:]
+
+
+def continue_after(shown: str, rest: str) -> str:
+    """`rest` as the start of a new message after `shown`, reopening a code fence `shown` left open."""
+    opener, _ = open_fence(shown)
+    if not opener:
+        return rest.lstrip("\n")
+    return f"{opener}\n{rest[1:] if rest.startswith(chr(10)) else rest}"
+
+
+class StreamedReply:
+    """One answer streamed into a Slack thread while the model writes it.
+
+    `feed` is the core's text sink: it only buffers, and a background task sends
+    batches (chat.startStream, then chat.appendStream), so a slow Slack call never
+    stalls the model's stream. Whatever streaming could not carry (the workspace
+    refused it, a call failed midway, or the message reached Slack's size limit)
+    is posted in the same thread at `finish`, so the answer arrives whole, once.
+    """
+
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        outbox: SlackOutbox,
+        msg: IncomingMessage,
+        thread_ts: str,
+        recipient_team_id: str,
+        *,
+        on_visible: Callable[[], Awaitable[None]],
+        on_unsupported: Callable[[str], None],
+    ) -> None:
+        self.client = client
+        self.outbox = outbox
+        self.msg = msg
+        self.thread_ts = thread_ts
+        self.recipient_team_id = recipient_team_id
+        self._on_visible = on_visible
+        self._on_unsupported = on_unsupported
+        self._stream = ReplyStream()
+        self._pending = ""  # neutralised text not yet handed to Slack
+        self._unsent = ""  # text for normal posts after the streamed message ended
+        self.ts: str | None = None  # the streamed message, once chat.startStream answered
+        self.shown = ""  # what the streamed message shows
+        self.state = "idle"  # idle -> streaming -> stopped
+        self._closing = False
+        self._wake = asyncio.Event()
+        self._pump_task: asyncio.Task[None] | None = None
+
+    async def feed(self, delta: str) -> None:
+        """The core's text sink: buffer the safe part and let the pump send it."""
+        chunk = self._stream.feed(delta)
+        if not chunk:
+            return
+        self._pending += neutralize_broadcasts(chunk)
+        if self._pump_task is None:
+            self._pump_task = asyncio.create_task(self._pump())
+        if len(self._pending) >= STREAM_BATCH_CHARS:
+            self._wake.set()
+
+    async def _pump(self) -> None:
+        while not self._closing:
+            try:
+                await asyncio.wait_for(self._wake.wait(), STREAM_FLUSH_SECONDS)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            if self._closing:
+                return
+            if self._pending:
+                text, self._pending = self._pending, ""
+                await self._send(text, last=False)
+
+    async def _stop_pump(self) -> None:
+        self._closing = True
+        self._wake.set()
+        task, self._pump_task = self._pump_task, None
+        if task is not None:
+            await task  # lets a Slack call under way finish, so order holds
+
+    async def finish(self, reply: Reply) -> None:
+        """Send what is left of `reply` (streamed, or posted); raises when posting fails."""
+        await self._stop_pump()
+        rest = neutralize_broadcasts(rest_of_reply(self._stream.sent, reply.text))
+        text, self._pending = self._pending + rest, ""
+        if self.state == "idle" and not self._stream.sent:
+            # Too short to have released anything (a short answer, a command): post it whole.
+            self.state = "stopped"
+            await self.outbox.post(self.msg.channel, self.msg.thread, reply.text)
+            return
+        await self._send(text, last=True)
+        if self._unsent.strip():
+            await self.outbox.post(self.msg.channel, self.msg.thread, self._unsent)
+
+    async def close(self) -> None:
+        """End the streamed message if the turn ended without `finish` (it must not hang open)."""
+        await self._stop_pump()
+        if self.state == "streaming":
+            await self._quiet_stop()
+
+    async def _send(self, text: str, *, last: bool) -> None:
+        """Stream `text`, ending the message when `last` or when it would outgrow Slack's limit."""
+        if self.state == "stopped":
+            self._unsent += text
+            return
+        head, tail = fit_streamed(self.shown, text)
+        stopping = last or bool(tail)
+        try:
+            if self.state == "idle":
+                await self._start(head)
+                head = ""
+            if stopping:
+                closing = _closing_fence(self.shown + head)
+                await self.client.chat_stopStream(
+                    channel=self.msg.channel,
+                    ts=str(self.ts),
+                    markdown_text=(head + closing) or None,
+                )
+                shown_before, self.shown = self.shown + head, self.shown + head + closing
+                self.state = "stopped"
+                if tail:
+                    self._unsent += continue_after(shown_before, tail)
+            elif head:
+                await self.client.chat_appendStream(
+                    channel=self.msg.channel, ts=str(self.ts), markdown_text=head
+                )
+                self.shown += head
+        except Exception as exc:
+            # Whatever went wrong, the text Slack did not show is posted at `finish`.
+            await self._broken(exc, head + tail)
+
+    async def _start(self, head: str) -> None:
+        response = await self.client.chat_startStream(
+            channel=self.msg.channel,
+            thread_ts=self.thread_ts,
+            markdown_text=head,
+            recipient_team_id=self.recipient_team_id or None,
+            recipient_user_id=self.msg.user,
+        )
+        self.ts = str(response.get("ts") or "")
+        self.shown = head
+        self.state = "streaming"
+        try:
+            await self._on_visible()
+        except Exception:
+            # The answer is showing; a stuck indicator must not make it be sent twice.
+            log.exception("slack: removing the thinking indicator in %s failed", self.msg.channel)
+
+    async def _broken(self, exc: BaseException, not_shown: str) -> None:
+        """Streaming failed: keep what Slack did not show for the normal posts at `finish`."""
+        if self.state == "idle":
+            error = exc.response.get("error") if isinstance(exc, SlackApiError) else None
+            if error in _STREAMING_UNSUPPORTED:
+                log.info(
+                    "slack: streaming unavailable in workspace %s (%s); posting replies instead",
+                    self.msg.workspace,
+                    error,
+                )
+                self._on_unsupported(self.msg.workspace)
+            else:
+                log.warning(
+                    "slack: could not start streaming in %s (%s); posting the reply instead",
+                    self.msg.thread_key,
+                    _describe(exc),
+                    exc_info=not isinstance(exc, CALL_ERRORS),
+                )
+            self.state = "stopped"
+            self._unsent += not_shown
+            return
+        log.warning(
+            "slack: streaming to %s broke off (%s); posting the rest",
+            self.msg.thread_key,
+            _describe(exc),
+            exc_info=not isinstance(exc, CALL_ERRORS),
+        )
+        shown = self.shown
+        if self.state == "streaming":
+            await self._quiet_stop()
+        self.state = "stopped"
+        self._unsent += continue_after(shown, not_shown)
+
+    async def _quiet_stop(self) -> None:
+        """Close the streamed message (and any code fence it left open); errors are only logged."""
+        self.state = "stopped"
+        try:
+            await self.client.chat_stopStream(
+                channel=self.msg.channel,
+                ts=str(self.ts),
+                markdown_text=_closing_fence(self.shown) or None,
+            )
+        except CALL_ERRORS as exc:
+            log.warning(
+                "slack: could not end the streamed message in %s: %s",
+                self.msg.thread_key,
+                _describe(exc),
+            )
+
+
+def _closing_fence(shown: str) -> str:
+    """What closes a code fence left open at the end of `shown` ("" when none is open)."""
+    _, closer = open_fence(shown)
+    return f"\n{closer}" if closer else ""
+
+
 # ---------------------------------------------------------------------------------------
 # the adapter
 
@@ -441,6 +692,8 @@ class SlackAdapter:
         # Messages taken in by this process: a redelivery skips the thinking indicator.
         # The core's SQLite record is what makes delivery exactly-once.
         self._seen: OrderedDict[str, None] = OrderedDict()
+        # Workspaces where chat.startStream was refused -> when to try streaming again.
+        self._no_streaming: dict[str, float] = {}
 
     # lifecycle -------------------------------------------------------------------------
 
@@ -547,14 +800,16 @@ class SlackAdapter:
             )
         msg = to_incoming(body, self.bot_user_id, prior)
         if msg is not None:
-            await self._answer(msg, str(event["ts"]), body.get("event_id"))
+            await self._answer(msg, str(event["ts"]), body.get("event_id"), recipient_team(body))
 
     async def _on_message(self, body: dict[str, Any]) -> None:
         if not should_answer_message(body, self.bot_user_id, self.core.consultant.knows_thread):
             return
         msg = to_incoming(body, self.bot_user_id)
         if msg is not None:
-            await self._answer(msg, str(body["event"]["ts"]), body.get("event_id"))
+            await self._answer(
+                msg, str(body["event"]["ts"]), body.get("event_id"), recipient_team(body)
+            )
 
     async def _on_slash_command(
         self,
@@ -610,8 +865,10 @@ class SlackAdapter:
         messages = response.get("messages") or []
         return context_from_replies(messages, before_ts, self.bot_user_id)
 
-    async def _answer(self, msg: IncomingMessage, message_ts: str, event_id: object) -> None:
-        """Run one turn with a thinking indicator and post the reply in the conversation."""
+    async def _answer(
+        self, msg: IncomingMessage, message_ts: str, event_id: object, team: str = ""
+    ) -> None:
+        """Run one turn with a thinking indicator; stream the reply where possible, else post it."""
         if msg.event_id in self._seen:
             log.info(
                 "slack: %s (event %s) already taken in; ignoring the redelivery",
@@ -623,26 +880,57 @@ class SlackAdapter:
         self._active += 1
         self._idle.clear()
         thread_ts = reply_thread_ts(msg.channel, msg.thread)
-        how, posted = "", False
+        how, indicator_on, posted = "", False, False
+
+        async def visible() -> None:
+            # The first streamed chunk replaces the indicator, as a posted reply does.
+            nonlocal indicator_on
+            if indicator_on:
+                indicator_on = False
+                await self.thinking.stop(how, msg.channel, thread_ts, message_ts, posted=True)
+
+        streamed: StreamedReply | None = None
+        if thread_ts is not None and self._can_stream(msg.workspace):
+            streamed = StreamedReply(
+                self.client,
+                self.outbox,
+                msg,
+                thread_ts,
+                team or msg.workspace,
+                on_visible=visible,
+                on_unsupported=self._streaming_unsupported,
+            )
         try:
             how = await self.thinking.start(msg.channel, thread_ts, message_ts, msg.is_dm)
-            reply = await self.core.consultant.handle(msg)
+            indicator_on = True
+            reply = await self.core.consultant.handle(
+                msg, on_text=streamed.feed if streamed is not None else None
+            )
             if reply is not None:
-                posted = await self._deliver(msg, reply)
+                posted = await self._deliver(msg, reply, streamed)
         except Exception:
             # Not recorded as taken in: a retry of this event gets another chance.
             self._seen.pop(msg.event_id, None)
             log.exception("slack: handling %s in %s failed", event_id, msg.thread_key)
         finally:
-            await self.thinking.stop(how, msg.channel, thread_ts, message_ts, posted)
+            if streamed is not None:
+                await streamed.close()
+            if indicator_on:
+                await self.thinking.stop(how, msg.channel, thread_ts, message_ts, posted)
             self._active -= 1
             if self._active == 0:
                 self._idle.set()
 
-    async def _deliver(self, msg: IncomingMessage, reply: Reply) -> bool:
+    async def _deliver(
+        self, msg: IncomingMessage, reply: Reply, streamed: StreamedReply | None = None
+    ) -> bool:
         try:
-            await self.outbox.post(msg.channel, msg.thread, reply.text)
+            if streamed is not None:
+                await streamed.finish(reply)
+            else:
+                await self.outbox.post(msg.channel, msg.thread, reply.text)
         except Exception as exc:
+            # Not marked delivered, so the stored answer is posted whole on recovery.
             log.error(
                 "slack: posting the reply to %s failed (%s); the answer stays stored",
                 reply.thread_key,
@@ -651,6 +939,19 @@ class SlackAdapter:
             return False
         self.core.consultant.mark_delivered(reply)
         return True
+
+    def _can_stream(self, workspace: str) -> bool:
+        """False while a workspace that refused chat.startStream waits for its recheck."""
+        until = self._no_streaming.get(workspace)
+        if until is None:
+            return True
+        if time.monotonic() >= until:
+            del self._no_streaming[workspace]
+            return True
+        return False
+
+    def _streaming_unsupported(self, workspace: str) -> None:
+        self._no_streaming[workspace] = time.monotonic() + STREAMING_RECHECK_SECONDS
 
     def _remember(self, key: str) -> None:
         self._seen[key] = None

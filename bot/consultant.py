@@ -279,7 +279,10 @@ class Consultant:
     async def _tool_loop(
         self, thread: ThreadRow, turn_id: int, user: str, on_text: TextSink | None
     ) -> tuple[str, str]:
-        """Run model calls and tools; return (all rounds' text as shown, the last round's text)."""
+        """Run model calls and tools; return (all rounds' text as shown, the last round's text).
+
+        The first equals, character for character, what `on_text` received.
+        """
         rounds = self.settings.llm.max_tool_rounds
         tool_defs = self.tools.schemas()
         ctx = ToolContext(
@@ -308,8 +311,10 @@ class Consultant:
                 tool_choice={"type": "none"} if last_round and rounds > 0 else None,
                 on_text=sink.send if sink is not None else None,
             )
-            if result.text:
-                shown.append(result.text)
+            # What users see is what was streamed: raw round texts, a blank line
+            # between rounds (the sink adds the same separator).
+            if result.raw_text:
+                shown.append(result.raw_text)
             uses = result.tool_uses
             if result.stop_reason != "tool_use" or not uses:
                 return "\n\n".join(shown), result.text

@@ -161,6 +161,21 @@ def _has_unclosed_fence(text: str) -> bool:
     return bool(open_fence)
 
 
+def open_fence(text: str) -> tuple[str, str]:
+    """The opening line and closing fence of a code block left open at the end of `text` ("", "" if none)."""
+    opener, marker, indent = "", "", ""
+    for line in text.split("\n"):
+        m = _FENCE.match(line)
+        if not m:
+            continue
+        fence = m.group("fence")
+        if not marker:
+            opener, marker, indent = line.rstrip(), fence, m.group("indent")
+        elif fence[0] == marker[0] and len(fence) >= len(marker) and not m.group("info").strip():
+            opener, marker, indent = "", "", ""
+    return (opener, indent + marker) if marker else ("", "")
+
+
 def fences_balanced(part: str) -> bool:
     """True when every code fence opened in `part` is closed in it (used by tests and adapters)."""
     return not _has_unclosed_fence(part)

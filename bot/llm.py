@@ -44,6 +44,11 @@ class ModelResult:
         ).strip()
 
     @property
+    def raw_text(self) -> str:
+        """The text blocks exactly as streamed (no separators, nothing stripped)."""
+        return "".join(b["text"] for b in self.content if b.get("type") == "text")
+
+    @property
     def tool_uses(self) -> list[dict[str, Any]]:
         """The tool_use blocks, in order."""
         return [b for b in self.content if b.get("type") == "tool_use"]

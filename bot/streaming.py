@@ -40,10 +40,28 @@ class ReplyStream:
         When the final text does not continue what was sent (the model failed
         mid-answer and the reply is an error notice), it follows after a blank line.
         """
-        if final_text.startswith(self.sent):
-            rest = final_text[len(self.sent) :]
-        else:
-            rest = "\n\n" + final_text
+        rest = rest_of_reply(self.sent, final_text)
         self.sent += rest
         self._buffer = ""
         return rest
+
+
+def rest_of_reply(sent: str, final: str) -> str:
+    """What follows the streamed `sent` so the message reads as `final`.
+
+    Whitespace differences are tolerated (the sign-off rule may trim what the
+    model wrote at the end), so an answer is never repeated for a stray space.
+    When `sent` has text `final` lacks (an error notice replaced the answer),
+    the final text follows after a blank line.
+    """
+    i = j = 0
+    while i < len(sent):
+        if j < len(final) and sent[i] == final[j]:
+            i, j = i + 1, j + 1
+        elif sent[i].isspace():
+            i += 1
+        elif j < len(final) and final[j].isspace():
+            j += 1
+        else:
+            return "\n\n" + final
+    return final[j:]

@@ -19,7 +19,7 @@ import pytest
 from bot.signoff import SIGN_OFF
 from tests.conftest import clean_env
 from tests.fakes.fake_anthropic import FakeAnthropic, ServerThread
-from tests.fakes.fake_slack import FakeSlack, SlackCall, event_body, event_request
+from tests.fakes.fake_slack import FakeSlack, SlackMessage, event_body, event_request
 
 SIGNING_SECRET = "acceptance-signing-secret-not-real"
 T = TypeVar("T")
@@ -144,12 +144,12 @@ def archbot(
 
 def replies(
     slack: FakeSlack, channel: str, thread_ts: str | None, count: int = 1
-) -> list[SlackCall]:
-    """Wait for `count` posts in a thread (None: the channel's top level)."""
+) -> list[SlackMessage]:
+    """Wait for `count` finished messages, posted or streamed, in a thread (None: top level)."""
 
-    def found() -> list[SlackCall]:
-        posts = [c for c in slack.posts(channel=channel) if c.args.get("thread_ts") == thread_ts]
-        return posts if len(posts) >= count else []
+    def found() -> list[SlackMessage]:
+        messages = slack.thread_messages(channel, thread_ts)
+        return messages if len(messages) >= count else []
 
     return wait_until(found, what=f"{count} replies in {channel}/{thread_ts}")
 
@@ -172,8 +172,8 @@ def test_mention_is_acknowledged_within_a_second_and_answered_in_its_thread(
         [reply] = replies(slack, "C0GENERAL", body["event"]["ts"])
     finally:
         model.latency = 0.0
-    assert reply.args["markdown_text"].endswith(SIGN_OFF)
-    assert "Redis or Feast" in reply.args["markdown_text"]
+    assert reply.text.endswith(SIGN_OFF)
+    assert "Redis or Feast" in reply.text
 
 
 def test_forged_and_old_signatures_get_401_and_no_reply(archbot: Archbot, slack: FakeSlack) -> None:
@@ -181,8 +181,8 @@ def test_forged_and_old_signatures_get_401_and_no_reply(archbot: Archbot, slack:
     old = int(time.time()) - 600
     assert archbot.send(event_body("app_mention", channel="C0OLD"), timestamp=old)[0] == 401
     barrier(archbot, "D0BARRIER1")
-    assert not slack.posts(channel="C0FORGED")
-    assert not slack.posts(channel="C0OLD")
+    assert not slack.messages_in("C0FORGED")
+    assert not slack.messages_in("C0OLD")
 
 
 def test_the_same_event_delivered_three_times_is_answered_once(
@@ -192,7 +192,7 @@ def test_the_same_event_delivered_three_times_is_answered_once(
     assert [archbot.send(body, retry=r)[0] for r in (None, 1, 2)] == [200, 200, 200]
     replies(slack, "C0TRIPLE", body["event"]["ts"])
     barrier(archbot, "D0BARRIER2")
-    assert len(slack.posts(channel="C0TRIPLE")) == 1
+    assert len(slack.messages_in("C0TRIPLE")) == 1
 
 
 def test_thread_follow_up_without_mention_is_answered_and_bots_are_ignored(
@@ -209,16 +209,16 @@ def test_thread_follow_up_without_mention_is_answered_and_bots_are_ignored(
         assert archbot.send(bot_message)[0] == 200
     archbot.send(event_body("message_thread_followup", channel="C0THREAD", thread_ts=root))
     posts = replies(slack, "C0THREAD", root, count=2)
-    assert "point-in-time correctness" in posts[1].args["markdown_text"]
+    assert "point-in-time correctness" in posts[1].text
     barrier(archbot, "D0BARRIER3")
-    assert len(slack.posts(channel="C0THREAD")) == 2  # the bots' messages got no answer
+    assert len(slack.messages_in("C0THREAD")) == 2  # the bots' messages got no answer
 
 
 def test_dm_is_answered(archbot: Archbot, slack: FakeSlack) -> None:
     archbot.send(event_body("message_im", channel="D0NEWUSER"))
     [reply] = replies(slack, "D0NEWUSER", None)
-    assert "version our training data" in reply.args["markdown_text"]
-    assert reply.args["markdown_text"].endswith(SIGN_OFF)
+    assert "version our training data" in reply.text
+    assert reply.text.endswith(SIGN_OFF)
 
 
 def test_channel_ping_from_the_model_arrives_neutralised(
@@ -230,10 +230,25 @@ def test_channel_ping_from_the_model_arrives_neutralised(
     body = event_body("app_mention", channel="C0PING")
     archbot.send(body)
     [reply] = replies(slack, "C0PING", body["event"]["ts"])
-    text = reply.args["markdown_text"]
+    text = reply.text
     assert "<!channel>" not in text and "<!here>" not in text and "<!subteam" not in text
     assert "@channel" not in text and "@here" not in text
     assert "Announce it to @\u200bchannel now" in text
+
+
+def test_pings_in_a_streamed_answer_arrive_neutralised_even_across_chunks(
+    archbot: Archbot, slack: FakeSlack, model: FakeAnthropic
+) -> None:
+    # Long enough to be streamed; the model's 400-character deltas cut many tokens in two.
+    model.reply_text(" ".join(f"Item {i}: ask <!channel> and <!here>." for i in range(200)))
+    body = event_body("app_mention", channel="C0PINGS")
+    archbot.send(body)
+    messages = replies(slack, "C0PINGS", body["event"]["ts"])
+    assert messages[0].streamed
+    text = "".join(m.text for m in messages)
+    assert "<!" not in text and "@channel" not in text and "@here" not in text
+    assert text.count("@\u200bchannel") == 200 and text.count("@\u200bhere") == 200
+    assert text.endswith(SIGN_OFF)
 
 
 def test_a_30000_character_answer_with_a_400_line_code_block_arrives_whole(
@@ -258,11 +273,15 @@ def test_a_30000_character_answer_with_a_400_line_code_block_arrives_whole(
     ts = body["event"]["ts"]
     archbot.send(body)
     wait_until(
-        lambda: any(SIGN_OFF in c.args["markdown_text"] for c in slack.posts(channel="C0LONG")),
+        lambda: any(SIGN_OFF in m.text for m in slack.thread_messages("C0LONG", ts)),
         what="the last part",
     )
-    parts = [c.args["markdown_text"] for c in slack.posts(channel="C0LONG")]
-    assert all(c.args["thread_ts"] == ts for c in slack.posts(channel="C0LONG"))
+    messages = slack.thread_messages("C0LONG", ts)
+    assert all(m.thread_ts == ts for m in slack.messages_in("C0LONG"))
+    assert len(slack.messages_in("C0LONG")) == len(messages)  # no stream left open
+    # Streamed while the model writes, up to one message's worth; the rest posted after it.
+    assert messages[0].streamed and not any(m.streamed for m in messages[1:])
+    parts = [m.text for m in messages]
     assert len(parts) >= 3 and all(len(p) <= 12_000 for p in parts)
     for part in parts:
         fences = [line for line in part.split("\n") if line.strip().startswith("```")]
@@ -283,7 +302,7 @@ def test_a_429_on_posting_is_retried(archbot: Archbot, slack: FakeSlack) -> None
     tries = [c for c in slack.calls_of("chat.postMessage") if c.args.get("channel") == "C0LIMITED"]
     assert [c.status for c in tries] == [429, 200]
     assert reply.at - tries[0].at >= 1.0  # waited for Retry-After
-    assert reply.args["markdown_text"].endswith(SIGN_OFF)
+    assert reply.text.endswith(SIGN_OFF)
 
 
 def test_run_without_a_reachable_slack_or_a_signing_secret_says_why(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from tests.fakes.fake_slack import (
     BOT_ID,
     BOT_USER_ID,
     FakeSlack,
+    SlackMessage,
     event_body,
     event_request,
     load_payload,
@@ -185,14 +186,14 @@ async def bot(
 
 async def answered(
     fake: FakeSlack, channel: str, thread_ts: str | None, count: int = 1
-) -> list[Any]:
-    """Wait for `count` successful posts in a thread (None: top-level posts of the channel)."""
+) -> list[SlackMessage]:
+    """Wait for `count` finished messages (posted or streamed) in a thread (None: top level)."""
 
-    def posts() -> list[Any]:
-        found = [c for c in fake.posts(channel=channel) if c.args.get("thread_ts") == thread_ts]
-        return found if len(found) >= count else []
+    def found() -> list[SlackMessage]:
+        messages = fake.thread_messages(channel, thread_ts)
+        return messages if len(messages) >= count else []
 
-    return await eventually(posts, what=f"a reply in {channel}/{thread_ts}")
+    return await eventually(found, what=f"a reply in {channel}/{thread_ts}")
 
 
 async def barrier(bot: RunningBot) -> None:
@@ -215,10 +216,11 @@ async def test_mention_is_acked_at_once_and_answered_in_its_thread(
     status, elapsed = await bot.send(body)
     assert status == 200
     assert elapsed < 1.0
-    [post] = await answered(fake_slack, "C0GENERAL", ts)
-    text = post.args["markdown_text"]
+    [reply] = await answered(fake_slack, "C0GENERAL", ts)
+    text = reply.text
     assert text.startswith("Fake answer to: U0ALICE01: should we put features in Redis or Feast?")
     assert text.endswith(SIGN_OFF)
+    [post] = fake_slack.posts(thread_ts=ts)  # a short answer is posted: nothing worth streaming
     assert post.headers["Authorization"] == f"Bearer {BOT_TOKEN}"
     # Thinking: the assistant status is unavailable on this fake workspace, so a reaction, removed after.
     await eventually(lambda: fake_slack.calls_of("reactions.remove"), what="reaction removed")
@@ -259,8 +261,8 @@ async def test_forged_and_stale_signatures_get_401_and_no_reply(
     assert (await bot.send(forged, secret="not-the-secret"))[0] == 401
     assert (await bot.send(stale, timestamp=int(time.time()) - 600))[0] == 401
     await barrier(bot)
-    assert not fake_slack.posts(channel="C0FORGED")
-    assert not fake_slack.posts(channel="C0STALE")
+    assert not fake_slack.messages_in("C0FORGED")
+    assert not fake_slack.messages_in("C0STALE")
 
 
 async def test_redeliveries_and_the_message_twin_are_answered_once(
@@ -286,7 +288,7 @@ async def test_redeliveries_and_the_message_twin_are_answered_once(
     assert (await bot.send(in_thread))[0] == 200
     await answered(fake_slack, "C0GENERAL", ts, count=2)
     await barrier(bot)
-    assert len(fake_slack.posts(channel="C0GENERAL", thread_ts=ts)) == 2
+    assert len(fake_slack.thread_messages("C0GENERAL", ts)) == 2
     # One model call each: the mention, the mention inside the thread, the barrier.
     assert len(fake_anthropic.message_requests) == 3
 
@@ -307,7 +309,7 @@ async def test_a_redelivery_after_a_restart_is_not_answered_again(
         await barrier(second)
     finally:
         assert await second.stop() == 0
-    assert len(fake_slack.posts(channel="C0GENERAL", thread_ts=ts)) == 1
+    assert len(fake_slack.thread_messages("C0GENERAL", ts)) == 1
 
 
 async def test_thread_follow_up_without_mention_is_answered_but_bots_are_not(
@@ -326,13 +328,13 @@ async def test_thread_follow_up_without_mention_is_answered_but_bots_are_not(
         assert (await bot.send(ignored))[0] == 200
     follow_up = event_body("message_thread_followup", thread_ts=root)
     await bot.send(follow_up)
-    posts = await answered(fake_slack, "C0GENERAL", root, count=2)
-    assert "point-in-time correctness" in posts[1].args["markdown_text"]
+    replies = await answered(fake_slack, "C0GENERAL", root, count=2)
+    assert "point-in-time correctness" in replies[1].text
     await barrier(bot)
-    assert len(fake_slack.posts(channel="C0GENERAL", thread_ts=root)) == 2
-    assert not fake_slack.posts(channel="C0GENERAL", thread_ts="1111111111.000001")
-    assert not fake_slack.posts(channel="C0GENERAL", thread_ts=chatter["event"]["ts"])
-    assert all(c.args.get("thread_ts") for c in fake_slack.posts(channel="C0GENERAL"))
+    assert len(fake_slack.thread_messages("C0GENERAL", root)) == 2
+    assert not fake_slack.thread_messages("C0GENERAL", "1111111111.000001")
+    assert not fake_slack.thread_messages("C0GENERAL", chatter["event"]["ts"])
+    assert all(m.thread_ts for m in fake_slack.messages_in("C0GENERAL"))
 
 
 async def test_called_into_a_running_discussion_it_reads_the_thread_once(
@@ -357,9 +359,9 @@ async def test_called_into_a_running_discussion_it_reads_the_thread_once(
 async def test_dm_is_answered_in_the_dm(bot: RunningBot, fake_slack: FakeSlack) -> None:
     body = event_body("message_im")
     await bot.send(body)
-    [post] = await answered(fake_slack, "D0ALICEDM", None)
-    assert "version our training data" in post.args["markdown_text"]
-    assert post.args["markdown_text"].endswith(SIGN_OFF)
+    [reply] = await answered(fake_slack, "D0ALICEDM", None)
+    assert "version our training data" in reply.text
+    assert reply.text.endswith(SIGN_OFF)
 
 
 async def test_broadcast_mentions_from_the_model_are_neutralised(
@@ -370,8 +372,8 @@ async def test_broadcast_mentions_from_the_model_are_neutralised(
     )
     body = event_body("app_mention")
     await bot.send(body)
-    [post] = await answered(fake_slack, "C0GENERAL", body["event"]["ts"])
-    text = post.args["markdown_text"]
+    [reply] = await answered(fake_slack, "C0GENERAL", body["event"]["ts"])
+    text = reply.text
     assert "<!" not in text
     for word in ("@channel", "@here", "@everyone", "@platform"):
         assert word not in text
@@ -398,21 +400,30 @@ async def test_a_30000_character_answer_arrives_whole_with_closed_fences(
     body = event_body("app_mention")
     ts = body["event"]["ts"]
     await bot.send(body)
-    await eventually(
-        lambda: any(SIGN_OFF in c.args["markdown_text"] for c in fake_slack.posts(thread_ts=ts)),
+    messages = await eventually(
+        lambda: [m for m in fake_slack.thread_messages("C0GENERAL", ts) if SIGN_OFF in m.text],
         what="the last part",
     )
-    parts = [c.args["markdown_text"] for c in fake_slack.posts(thread_ts=ts)]
+    messages = fake_slack.thread_messages("C0GENERAL", ts)
+    parts = [m.text for m in messages]
     assert len(parts) >= 3
+    # The start is streamed as the model writes; what outgrows one message is posted after it.
+    assert messages[0].streamed and not any(m.streamed for m in messages[1:])
+    assert_whole_parts(parts)
+    joined = "\n".join(parts)
+    for i in range(400):
+        assert joined.count(f"step_{i:03d} = pipeline.run(batch={i})") == 1
+    assert "Section 44." in joined and "That is the plan." in joined
+
+
+def assert_whole_parts(parts: list[str]) -> None:
+    """Every part within Slack's limit, every fence closed, the sign-off once at the very end."""
     assert all(len(p) <= 12_000 for p in parts)
     for p in parts:
         fences = [line for line in p.split("\n") if line.lstrip().startswith("```")]
         assert len(fences) % 2 == 0, "a part leaves a code fence open"
     assert [SIGN_OFF in p for p in parts] == [False] * (len(parts) - 1) + [True]
-    joined = "\n".join(parts)
-    for i in range(400):
-        assert joined.count(f"step_{i:03d} = pipeline.run(batch={i})") == 1
-    assert "Section 44." in joined and "That is the plan." in joined
+    assert parts[-1].endswith(SIGN_OFF) and "".join(parts).count(SIGN_OFF) == 1
 
 
 async def test_a_429_on_posting_is_retried_after_retry_after(
@@ -422,10 +433,10 @@ async def test_a_429_on_posting_is_retried_after_retry_after(
     body = event_body("app_mention")
     ts = body["event"]["ts"]
     await bot.send(body)
-    [post] = await answered(fake_slack, "C0GENERAL", ts)
+    [reply] = await answered(fake_slack, "C0GENERAL", ts)
     tries = [c for c in fake_slack.calls_of("chat.postMessage") if c.args.get("thread_ts") == ts]
     assert [c.status for c in tries] == [429, 200]
-    assert post.at - tries[0].at >= 1.0
+    assert reply.at - tries[0].at >= 1.0
 
 
 async def test_a_failed_post_is_logged_with_the_thread_and_posted_after_restart(
@@ -453,8 +464,8 @@ async def test_a_failed_post_is_logged_with_the_thread_and_posted_after_restart(
     assert len(rows) == 1 and rows[0][0].endswith(SIGN_OFF) and rows[0][1] is None
     second = await RunningBot(settings, secrets, fake_slack).start()
     try:
-        [post] = await answered(fake_slack, "C0GENERAL", ts)
-        assert post.args["markdown_text"] == rows[0][0]
+        [reply] = await answered(fake_slack, "C0GENERAL", ts)
+        assert reply.text == rows[0][0]
     finally:
         assert await second.stop() == 0
 
@@ -492,8 +503,8 @@ async def test_bang_command_in_a_mention(
 ) -> None:
     body = event_body("app_mention", text="<@U0BOT0001> !todo add Measure p99 latency")
     await bot.send(body)
-    [post] = await answered(fake_slack, "C0GENERAL", body["event"]["ts"])
-    assert "Measure p99 latency" in post.args["markdown_text"]
+    [reply] = await answered(fake_slack, "C0GENERAL", body["event"]["ts"])
+    assert "Measure p99 latency" in reply.text
     assert not fake_anthropic.message_requests
 
 
@@ -514,8 +525,8 @@ async def test_socket_mode_answers_and_acks(
             lambda: {a.get("envelope_id") for a in fake_slack.socket_acks} >= {"env-1", "env-2"},
             what="both envelopes acknowledged",
         )
-        [post] = await answered(fake_slack, "C0GENERAL", body["event"]["ts"])
-        assert post.args["markdown_text"].endswith(SIGN_OFF)
+        [reply] = await answered(fake_slack, "C0GENERAL", body["event"]["ts"])
+        assert reply.text.endswith(SIGN_OFF)
     finally:
         assert await running.stop() == 0
 
@@ -564,10 +575,10 @@ async def test_a_delivery_that_failed_before_it_was_recorded_is_processed_on_ret
     real_handle = core.consultant.handle
     failures = [RuntimeError("database is locked")]
 
-    async def flaky_handle(msg: Any) -> Any:
+    async def flaky_handle(msg: Any, **kwargs: Any) -> Any:
         if failures:
             raise failures.pop()  # fails before the core records the event
-        return await real_handle(msg)
+        return await real_handle(msg, **kwargs)
 
     monkeypatch.setattr(core.consultant, "handle", flaky_handle)
     adapter = create_adapter(core)
@@ -583,10 +594,10 @@ async def test_a_delivery_that_failed_before_it_was_recorded_is_processed_on_ret
         await eventually(
             lambda: fake_slack.calls_of("reactions.remove"), what="the indicator removed"
         )
-        assert not fake_slack.posts(thread_ts=ts)
+        assert not fake_slack.thread_messages("C0GENERAL", ts)
         await running.send(body, retry=1)
-        [post] = await answered(fake_slack, "C0GENERAL", ts)
-        assert post.args["markdown_text"].endswith(SIGN_OFF)
+        [reply] = await answered(fake_slack, "C0GENERAL", ts)
+        assert reply.text.endswith(SIGN_OFF)
     finally:
         await running.session.close()
         await adapter.stop()
@@ -610,3 +621,206 @@ async def test_outbox_opens_a_thread_for_top_level_posts_and_continues_in_it(
     await outbox.post("D0ALICEDM", "D0ALICEDM", "short")
     [dm] = fake_slack.posts(channel="D0ALICEDM")
     assert "thread_ts" not in dm.args
+
+
+# streaming ----------------------------------------------------------------------------------
+
+
+def stored_reply(bot: RunningBot) -> str:
+    """The one answer the core stored (what the user must see, whole and once)."""
+    with sqlite3.connect(bot.settings.storage.path) as db:
+        [(reply,)] = db.execute("SELECT reply FROM turns WHERE reply IS NOT NULL").fetchall()
+    return str(reply)
+
+
+ROUND_TEXTS = (
+    "Start with the access pattern. ",
+    "Then size the online store. ",
+    "Next, settle the freshness budget. ",
+    "Finally, plan the backfill. ",
+)
+
+
+def script_rounds(fake_anthropic: FakeAnthropic, rounds: int = 3, latency: float = 0.8) -> None:
+    """An answer written in `rounds` rounds with tool calls between them; each takes `latency`."""
+    fake_anthropic.latency = latency
+    for i, text in enumerate(ROUND_TEXTS[: rounds - 1]):
+        fake_anthropic.reply_tool_use("add_todo", {"title": f"Step {i}"}, text=text * 20)
+    fake_anthropic.reply_text(ROUND_TEXTS[-1] * 20)
+
+
+def words(text: str) -> list[str]:
+    return text.split()
+
+
+async def test_the_answer_streams_into_the_thread_while_the_model_is_still_writing(
+    bot: RunningBot, fake_slack: FakeSlack, fake_anthropic: FakeAnthropic
+) -> None:
+    script_rounds(fake_anthropic, rounds=4, latency=0.7)
+    body = event_body("app_mention")
+    ts = body["event"]["ts"]
+    await bot.send(body)
+    [reply] = await answered(fake_slack, "C0GENERAL", ts)
+    assert reply.streamed
+    # The stored answer joins the rounds' stripped text; the stream may differ in whitespace only.
+    assert words(reply.text) == words(stored_reply(bot))
+    assert reply.text.count("Start with the access pattern.") == 20  # not repeated at the end
+    assert reply.text.startswith("Start with the access pattern.") and reply.text.endswith(SIGN_OFF)
+    assert not fake_slack.posts(thread_ts=ts)
+    [start] = fake_slack.calls_of("chat.startStream")
+    appends = fake_slack.calls_of("chat.appendStream")
+    [stop] = fake_slack.calls_of("chat.stopStream")
+    assert (start.args["thread_ts"], start.args["recipient_user_id"]) == (ts, "U0ALICE01")
+    assert start.args["recipient_team_id"] == "T0TEAM001"
+    # Visible in pieces while the model was still writing its later rounds (0.7 s each) ...
+    assert len(appends) >= 2
+    assert stop.at - appends[1].at >= 0.4
+    assert stop.at - start.at >= 1.5
+    # ... batched, not one call per delta.
+    assert len(appends) + 2 <= 10
+    # The thinking indicator went away when the first chunk showed, not at the end.
+    [removed] = fake_slack.calls_of("reactions.remove")
+    assert start.at <= removed.at < stop.at
+
+
+async def test_without_streaming_in_the_workspace_replies_are_posted_and_it_is_not_retried(
+    bot: RunningBot, fake_slack: FakeSlack, fake_anthropic: FakeAnthropic
+) -> None:
+    fake_slack.stream_error = "unknown_method"
+    fake_anthropic.reply_text("Shard by tenant, then by day. " * 100)
+    fake_anthropic.reply_text("Keep the hot set in memory. " * 100)
+    first = event_body("app_mention")
+    await bot.send(first)
+    [reply] = await answered(fake_slack, "C0GENERAL", first["event"]["ts"])
+    assert not reply.streamed
+    assert reply.text == stored_reply(bot)
+    second = event_body("app_mention", text="<@U0BOT0001> and the cache?")
+    await bot.send(second)
+    [again] = await answered(fake_slack, "C0GENERAL", second["event"]["ts"])
+    assert not again.streamed and again.text.startswith("Keep the hot set in memory.")
+    assert len(fake_slack.calls_of("chat.startStream")) == 1  # remembered for the workspace
+    assert not fake_slack.calls_of("chat.appendStream")
+
+
+@pytest.mark.parametrize("failing", ["chat.appendStream", "chat.stopStream"])
+async def test_a_stream_that_breaks_midway_still_delivers_the_whole_answer_once(
+    bot: RunningBot, fake_slack: FakeSlack, fake_anthropic: FakeAnthropic, failing: str
+) -> None:
+    script_rounds(fake_anthropic, rounds=3, latency=0.6)
+    fake_slack.fail_next(failing, 200, error="internal_error")
+    body = event_body("app_mention")
+    ts = body["event"]["ts"]
+    await bot.send(body)
+    await eventually(
+        lambda: any(m.text.endswith(SIGN_OFF) for m in fake_slack.thread_messages("C0GENERAL", ts)),
+        what="the end of the answer",
+    )
+    messages = fake_slack.thread_messages("C0GENERAL", ts)
+    assert len(messages) >= 2 and messages[0].streamed
+    assert not any(m.streamed for m in messages[1:])
+    assert fake_slack.calls_of(failing)[0].ok is False
+    # Whole and once: what was streamed plus what was posted reads as the stored answer.
+    assert words("".join(m.text for m in messages)) == words(stored_reply(bot))
+    assert messages[-1].text.endswith(SIGN_OFF)
+    assert not any(m.streaming for m in fake_slack.messages_in("C0GENERAL"))
+
+
+async def test_broadcasts_are_neutralised_even_when_they_straddle_streamed_chunks(
+    bot: RunningBot, fake_slack: FakeSlack, fake_anthropic: FakeAnthropic
+) -> None:
+    # 400-character deltas from the model cut many of these tokens in two.
+    steps = 150
+    fake_anthropic.reply_text(
+        " ".join(
+            f"Step {i}: tell <!channel>, <!here> and <!subteam^S0PLAT|@platform>."
+            for i in range(steps)
+        )
+    )
+    body = event_body("app_mention")
+    await bot.send(body)
+    messages = await answered(fake_slack, "C0GENERAL", body["event"]["ts"])
+    assert messages[0].streamed
+    text = "".join(m.text for m in messages)
+    assert "<!" not in text
+    for word in ("@channel", "@here", "@platform"):
+        assert word not in text
+    for word in ("@\u200bchannel", "@\u200bhere", "@\u200bplatform"):
+        assert text.count(word) == steps
+    for call in fake_slack.calls_of("chat.startStream") + fake_slack.calls_of("chat.appendStream"):
+        assert "<!" not in call.args["markdown_text"]
+
+
+async def test_a_code_block_that_outgrows_the_stream_is_closed_there_and_reopened_after(
+    bot: RunningBot, fake_slack: FakeSlack, fake_anthropic: FakeAnthropic
+) -> None:
+    code = [
+        f"    shard_{i:03d} = route(key, ring={i})  # placement of shard {i}" for i in range(400)
+    ]
+    answer = "Here is the router.\n\n```python\ndef route_all():\n" + "\n".join(code)
+    fake_anthropic.reply_text(f"{answer}\n```\n\nRoll it out shard by shard.")
+    body = event_body("app_mention")
+    ts = body["event"]["ts"]
+    await bot.send(body)
+    await eventually(
+        lambda: any(SIGN_OFF in m.text for m in fake_slack.thread_messages("C0GENERAL", ts)),
+        what="the last part",
+    )
+    messages = fake_slack.thread_messages("C0GENERAL", ts)
+    parts = [m.text for m in messages]
+    assert messages[0].streamed and len(parts) >= 3
+    assert_whole_parts(parts)
+    assert parts[0].endswith("\n```")  # the stream closed the fence it stopped inside ...
+    assert parts[1].startswith("```python\n")  # ... and the next part reopened it
+    lines = "\n".join(parts).split("\n")
+    assert [line for line in lines if line.startswith("    shard_")] == code
+    assert "Roll it out shard by shard." in parts[-1]
+
+
+async def test_a_429_while_streaming_is_retried_after_retry_after(
+    bot: RunningBot, fake_slack: FakeSlack, fake_anthropic: FakeAnthropic
+) -> None:
+    fake_slack.fail_next("chat.startStream", 429, retry_after=1)
+    fake_anthropic.reply_text("Partition by hour and compact nightly. " * 60)
+    body = event_body("app_mention")
+    await bot.send(body)
+    [reply] = await answered(fake_slack, "C0GENERAL", body["event"]["ts"])
+    assert reply.streamed and reply.text == stored_reply(bot)
+    tries = fake_slack.calls_of("chat.startStream")
+    assert [c.status for c in tries] == [429, 200]
+    assert tries[1].at - tries[0].at >= 1.0
+
+
+async def test_dms_stream_inside_threads_and_post_on_the_main_timeline(
+    bot: RunningBot, fake_slack: FakeSlack, fake_anthropic: FakeAnthropic
+) -> None:
+    fake_anthropic.reply_text("Version the data with the model. " * 40)
+    fake_anthropic.reply_text("Pin the snapshot per training run. " * 40)
+    top = event_body("message_im")
+    await bot.send(top)
+    [posted] = await answered(fake_slack, "D0ALICEDM", None)
+    assert not posted.streamed  # a DM's main timeline has no thread to stream into
+    assert not fake_slack.calls_of("chat.startStream")
+    in_thread = event_body("message_im_thread")
+    thread_ts = in_thread["event"]["thread_ts"]
+    await bot.send(in_thread)
+    [streamed] = await answered(fake_slack, "D0ALICEDM", thread_ts)
+    assert streamed.streamed and streamed.text.startswith("Pin the snapshot per training run.")
+    [start] = fake_slack.calls_of("chat.startStream")
+    assert start.args["thread_ts"] == thread_ts
+
+
+async def test_a_model_failure_after_streamed_text_ends_the_same_message_with_the_notice(
+    bot: RunningBot, fake_slack: FakeSlack, fake_anthropic: FakeAnthropic
+) -> None:
+    fake_anthropic.reply_tool_use(
+        "add_todo", {"title": "Measure p99"}, text="Let me look at the ingest path first. " * 20
+    )
+    fake_anthropic.reply_error(400, "invalid_request_error", "prompt is too long")
+    body = event_body("app_mention")
+    await bot.send(body)
+    [reply] = await answered(fake_slack, "C0GENERAL", body["event"]["ts"])
+    assert reply.streamed
+    notice = stored_reply(bot)
+    assert reply.text.startswith("Let me look at the ingest path first.")
+    assert reply.text.endswith("\n\n" + notice)  # shown text, then the notice, once
+    assert reply.text.count(SIGN_OFF) == 1

@@ -9,11 +9,14 @@ import pytest
 from adapters.slack_adapter import (
     MARKDOWN_LIMIT,
     context_from_replies,
+    continue_after,
     conversation_thread,
+    fit_streamed,
     is_error_reply,
     mentions_user,
     needs_prior_context,
     neutralize_broadcasts,
+    recipient_team,
     render_parts,
     reply_thread_ts,
     should_answer_message,
@@ -22,7 +25,7 @@ from adapters.slack_adapter import (
     to_incoming,
 )
 from bot.events import Reply
-from bot.formatting import fences_balanced
+from bot.formatting import fences_balanced, open_fence
 from bot.signoff import SIGN_OFF
 from tests.fakes.fake_slack import load_payload
 
@@ -252,3 +255,34 @@ def test_manifest_declares_the_scopes_events_and_command_the_adapter_uses() -> N
     events = {"app_mention", "message.channels", "message.groups", "message.im"}
     assert scopes | events <= listed
     assert "- command: /archbot" in manifest
+
+
+# streaming ---------------------------------------------------------------------------------
+
+
+def test_the_streaming_recipient_is_the_authors_team() -> None:
+    assert recipient_team(load_payload("app_mention")) == "T0TEAM001"
+    shared = load_payload("app_mention")
+    shared["event"]["user_team"] = "T0OTHER01"  # a person from another org in a shared channel
+    assert recipient_team(shared) == "T0OTHER01"
+
+
+def test_a_streamed_message_is_cut_at_a_paragraph_within_the_limit() -> None:
+    shown = "x" * (MARKDOWN_LIMIT - 1000)
+    text = "a" * 500 + "\n\n" + "b" * 1000
+    head, tail = fit_streamed(shown, text)
+    assert head == "a" * 500 and tail == "\n\n" + "b" * 1000
+    assert fit_streamed("", "short") == ("short", "")
+    assert fit_streamed("x" * MARKDOWN_LIMIT, "more") == ("", "more")
+    head, tail = fit_streamed(shown, "word " * 400)  # no line breaks: cut between words
+    assert head.endswith("word") and head + tail == "word " * 400
+    assert len(shown) + len(head) <= MARKDOWN_LIMIT - 16
+
+
+def test_a_fence_left_open_by_the_stream_is_reopened_in_the_next_part() -> None:
+    shown = "Plan:\n\n```python\nx = 1"
+    assert open_fence(shown) == ("```python", "```")
+    assert continue_after(shown, "\ny = 2\n```\n\nDone.") == "```python\ny = 2\n```\n\nDone."
+    assert continue_after("Plan: done.", "\n\nNext step.") == "Next step."
+    assert open_fence("```\ncode\n```\n\ntext") == ("", "")
+    assert open_fence("  ~~~~ yaml\na: 1\n~~~") == ("  ~~~~ yaml", "  ~~~~")

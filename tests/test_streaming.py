@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from bot.app import Core
 from bot.signoff import SIGN_OFF, sign_off
-from bot.streaming import ReplyStream
+from bot.streaming import ReplyStream, rest_of_reply
 from tests.fakes.fake_anthropic import FakeAnthropic
 from tests.test_consultant import msg
 
@@ -54,6 +54,7 @@ async def test_consultant_streams_every_round_and_returns_the_whole_answer(
     streamed = "".join(deltas)
     assert streamed.startswith("Let me note that.\n\nMeasure first")
     assert sign_off(streamed) == reply.text
+    assert reply.text.startswith(streamed.rstrip())  # an exact prefix: nothing to reconcile
     assert len(deltas) > 2  # it arrived in pieces
     assert all(r.body.get("stream") is True for r in fake_anthropic.message_requests)
     # History gets the last round's text once; the first round's text stays with its tool call.
@@ -79,3 +80,32 @@ async def test_a_failing_sink_does_not_lose_the_answer(
     reply = await core.consultant.handle(msg("Hello?", thread="broken"), on_text=broken)
     assert reply is not None and reply.kind == "answer"
     assert reply.text.startswith("A long answer.")
+
+
+def test_the_rest_of_a_reply_continues_what_was_streamed() -> None:
+    final = f"Use Feast.\n\nThen measure.\n\n{SIGN_OFF}"
+    assert rest_of_reply("Use Feast.\n\nThen ", final) == f"measure.\n\n{SIGN_OFF}"
+    # Whitespace may differ (the sign-off rule trims the model's ending).
+    assert rest_of_reply("Use Feast. \n\nThen ", final) == f"measure.\n\n{SIGN_OFF}"
+    assert rest_of_reply("Use Feast.Then", final) == f" measure.\n\n{SIGN_OFF}"
+    # An error notice that replaced the answer follows what was shown.
+    assert rest_of_reply("Use Feast because ", "The model failed.") == "\n\nThe model failed."
+
+
+async def test_streamed_text_is_an_exact_prefix_even_with_untidy_whitespace(
+    core: Core, fake_anthropic: FakeAnthropic
+) -> None:
+    fake_anthropic.reply_tool_use("list_todos", {}, text="  Checking the list first.  \n")
+    fake_anthropic.reply_text("\nNothing open yet.   " + "Plan the backfill. " * 20 + "\n\n")
+    deltas: list[str] = []
+
+    async def sink(text: str) -> None:
+        deltas.append(text)
+
+    reply = await core.consultant.handle(msg("What is open?", thread="ws"), on_text=sink)
+    assert reply is not None
+    stream = ReplyStream()
+    sent = "".join(stream.feed(d) for d in deltas)
+    assert reply.text.startswith(sent)
+    assert sent + stream.finish(reply.text) == reply.text
+    assert reply.text.count("Nothing open yet.") == 1

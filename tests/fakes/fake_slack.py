@@ -3,7 +3,11 @@
 Every call is recorded (method, merged arguments from query string, form and
 JSON body, headers). Query strings are stripped from the method name, since
 slack-sdk sends some arguments there (`auth.test?team_id=`, `reactions.add?…`).
-`fail_next` scripts errors such as a 429 with Retry-After. Response URLs of
+`fail_next` scripts errors such as a 429 with Retry-After. Messages the bot
+writes are kept like Slack keeps them, whether posted (`chat.postMessage`) or
+streamed (`chat.startStream` / `appendStream` / `stopStream`); `thread_texts`
+returns what a person sees in a thread. `stream_error` makes chat.startStream
+fail (e.g. "unknown_method", a workspace without streaming). Response URLs of
 slash commands (`/commands/...`) are recorded too. `send_socket_event` pushes
 an Events API envelope to connected Socket Mode clients and records their acks.
 
@@ -42,12 +46,44 @@ class SlackCall:
     at: float = 0.0
 
 
+# Slack's limit on `markdown_text`, per call and for a whole (streamed) message.
+MARKDOWN_LIMIT = 12_000
+
+
+@dataclass
+class SlackMessage:
+    """A message the bot wrote, as a person in the channel would see it."""
+
+    channel: str
+    ts: str
+    thread_ts: str | None
+    text: str
+    streamed: bool = False
+    streaming: bool = False  # a stream still open (chat.stopStream not yet called)
+    updates: int = 0  # calls that changed the text
+    at: float = 0.0
+
+
+def _markdown_of(args: dict[str, Any]) -> str:
+    """The markdown a streaming call carries (`markdown_text` or markdown_text chunks)."""
+    text = str(args.get("markdown_text") or "")
+    chunks = args.get("chunks") or []
+    if isinstance(chunks, str):
+        chunks = json.loads(chunks)
+    for chunk in chunks:
+        if chunk.get("type") == "markdown_text":
+            text += str(chunk.get("text") or "")
+    return text
+
+
 @dataclass
 class FakeSlack:
     bot_user_id: str = BOT_USER_ID
     bot_id: str = BOT_ID
     team_id: str = TEAM_ID
     assistant_status_supported: bool = False
+    stream_error: str | None = None  # chat.startStream answers this error (None: it works)
+    messages: list[SlackMessage] = field(default_factory=list)
     calls: list[SlackCall] = field(default_factory=list)
     responses: list[SlackCall] = field(default_factory=list)  # posts to response_url
     socket_acks: list[dict[str, Any]] = field(default_factory=list)
@@ -94,6 +130,36 @@ class FakeSlack:
             and (channel is None or c.args.get("channel") == channel)
             and (thread_ts is None or c.args.get("thread_ts") == thread_ts)
         ]
+
+    def thread_messages(
+        self, channel: str, thread_ts: str | None, *, finished: bool = True
+    ) -> list[SlackMessage]:
+        """The bot's messages in a thread (None: the channel's top level), oldest first.
+
+        With `finished`, a stream still being written is left out.
+        """
+        with self._lock:
+            return [
+                m
+                for m in self.messages
+                if m.channel == channel
+                and m.thread_ts == thread_ts
+                and not (finished and m.streaming)
+            ]
+
+    def messages_in(self, channel: str) -> list[SlackMessage]:
+        """All the bot's messages in a channel (any thread, streams still open included)."""
+        with self._lock:
+            return [m for m in self.messages if m.channel == channel]
+
+    def thread_texts(self, channel: str, thread_ts: str | None) -> list[str]:
+        """The final text of each of the bot's messages in a thread, posted or streamed."""
+        return [m.text for m in self.thread_messages(channel, thread_ts)]
+
+    def message(self, channel: str, ts: str) -> SlackMessage | None:
+        """One message by channel and ts."""
+        with self._lock:
+            return next((m for m in self.messages if m.channel == channel and m.ts == ts), None)
 
     # server ------------------------------------------------------------------------------
 
@@ -156,8 +222,23 @@ class FakeSlack:
                 "bot_id": self.bot_id,
                 "is_enterprise_install": False,
             }
+        if method.startswith("chat.") and method.endswith("Stream"):
+            return self._stream(method, args)
         if method == "chat.postMessage":
+            text = str(args.get("markdown_text") or args.get("text") or "")
+            if len(text) > MARKDOWN_LIMIT:
+                return {"ok": False, "error": "msg_too_long"}
             ts = self._next_ts()
+            with self._lock:
+                self.messages.append(
+                    SlackMessage(
+                        str(args.get("channel")),
+                        ts,
+                        args.get("thread_ts") or None,
+                        text,
+                        at=time.monotonic(),
+                    )
+                )
             message = {
                 "type": "message",
                 "user": self.bot_user_id,
@@ -187,6 +268,59 @@ class FakeSlack:
         if method == "apps.connections.open":
             return {"ok": True, "url": self.url.replace("http://", "ws://") + "/socket"}
         return {"ok": False, "error": "unknown_method"}
+
+    def _stream(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        """chat.startStream / appendStream / stopStream, with Slack's argument rules and limits."""
+        channel = str(args.get("channel") or "")
+        text = _markdown_of(args)
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        if len(text) > MARKDOWN_LIMIT:
+            return {"ok": False, "error": "msg_too_long"}
+        if method == "chat.startStream":
+            if self.stream_error:
+                return {"ok": False, "error": self.stream_error}
+            in_channel = not channel.startswith("D")
+            if not args.get("thread_ts") or (
+                in_channel and not (args.get("recipient_team_id") and args.get("recipient_user_id"))
+            ):
+                return {"ok": False, "error": "invalid_arguments"}
+            ts = self._next_ts()
+            with self._lock:
+                self.messages.append(
+                    SlackMessage(
+                        channel,
+                        ts,
+                        str(args["thread_ts"]),
+                        text,
+                        streamed=True,
+                        streaming=True,
+                        updates=1,
+                        at=time.monotonic(),
+                    )
+                )
+            return {"ok": True, "channel": channel, "ts": ts}
+        if method not in ("chat.appendStream", "chat.stopStream"):
+            return {"ok": False, "error": "unknown_method"}
+        with self._lock:
+            message = next(
+                (m for m in self.messages if m.channel == channel and m.ts == args.get("ts")),
+                None,
+            )
+            if message is None:
+                return {"ok": False, "error": "message_not_found"}
+            if not message.streaming:
+                return {"ok": False, "error": "message_not_in_streaming_state"}
+            if method == "chat.appendStream" and not text:
+                return {"ok": False, "error": "invalid_arguments"}
+            if len(message.text) + len(text) > MARKDOWN_LIMIT:
+                return {"ok": False, "error": "msg_too_long"}
+            message.text += text
+            message.updates += 1 if text else 0
+            if method == "chat.stopStream":
+                message.streaming = False
+            message.at = time.monotonic()
+        return {"ok": True, "channel": channel, "ts": message.ts}
 
     async def _response_url(self, request: web.Request) -> web.Response:
         raw = await request.read()
