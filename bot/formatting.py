@@ -144,21 +144,7 @@ def split_markdown(text: str, limit: int) -> list[str]:
 
 
 def _has_unclosed_fence(text: str) -> bool:
-    open_fence = ""
-    for line in text.split("\n"):
-        m = _FENCE.match(line)
-        if not m:
-            continue
-        marker = m.group("fence")
-        if not open_fence:
-            open_fence = marker
-        elif (
-            marker[0] == open_fence[0]
-            and len(marker) >= len(open_fence)
-            and not m.group("info").strip()
-        ):
-            open_fence = ""
-    return bool(open_fence)
+    return bool(open_fence(text)[0])
 
 
 def open_fence(text: str) -> tuple[str, str]:
