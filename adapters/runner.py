@@ -59,6 +59,7 @@ async def run_forever(
     core = build_core(settings, secrets)
     adapters = create_adapters(core)
     started_adapters: list[PlatformAdapter] = []
+    stop_metrics: Callable[[], None] | None = None
     # Everything imported and built so far lives as long as the process;
     # freezing it keeps full GC passes from rescanning it (they otherwise
     # stall the loop for ~100 ms at a time under load, delaying Slack acks).
@@ -71,7 +72,7 @@ async def run_forever(
         if settings.metrics.port:
             from bot.metrics import start_metrics_server
 
-            start_metrics_server(settings.metrics.port)
+            stop_metrics = start_metrics_server(settings.metrics.port)
         outboxes = {a.platform: a.outbox for a in adapters}
         recovery = asyncio.create_task(core.consultant.recover_pending(outboxes))
         log.info(
@@ -96,6 +97,8 @@ async def run_forever(
             with contextlib.suppress(Exception):
                 await adapter.stop()
         await core.aclose()
+        if stop_metrics is not None:
+            stop_metrics()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)

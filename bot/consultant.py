@@ -251,7 +251,9 @@ class Consultant:
                 thread = self.store.get_thread_by_id(turn.thread_id)
             shown, final = await self._tool_loop(thread, turn_id, turn.user, on_text)
         except ModelUnavailable as exc:
-            log.warning("turn %s: model unavailable (%s)", turn_id, exc.cause)
+            # Offline mode is a setting, not an incident.
+            level = logging.INFO if exc.cause == "no_key" else logging.WARNING
+            log.log(level, "turn %s: model unavailable (%s)", turn_id, exc.cause)
             reply = sign_off(unavailable_reply(exc))
             self.store.finish_turn(turn_id, status="failed", reply=reply, error=exc.cause)
             TURNS.labels(outcome=exc.cause).inc()

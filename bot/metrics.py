@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from prometheus_client import Counter, Histogram, start_http_server
 
@@ -13,7 +14,14 @@ MODEL_TOKENS = Counter("archbot_model_tokens_total", "Model tokens, by kind", ["
 TURN_SECONDS = Histogram("archbot_turn_seconds", "Wall time of a turn")
 
 
-def start_metrics_server(port: int) -> None:
-    """Serve /metrics on 0.0.0.0:port in a background thread."""
-    start_http_server(port)
-    log.info("metrics on http://0.0.0.0:%d/metrics", port)
+def start_metrics_server(port: int, addr: str = "0.0.0.0") -> Callable[[], None]:
+    """Serve /metrics on addr:port in a background thread; returns a function that stops it."""
+    server, thread = start_http_server(port, addr=addr)
+    log.info("metrics on http://%s:%d/metrics", addr, port)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+    return stop
