@@ -53,9 +53,7 @@ def test_json_logs_carry_the_correlation_id_and_never_a_secret(
     assert secret not in line and "[redacted]" in record["message"]
 
 
-async def test_metrics_count_turns_and_tokens(
-    core: Core, fake_anthropic: FakeAnthropic, tmp_path: Path
-) -> None:
+async def test_metrics_count_turns_and_tokens(core: Core, fake_anthropic: FakeAnthropic) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
