@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
@@ -178,6 +179,8 @@ async def bench_parallel(fake: FakeModelProcess, db: Path, threads: int) -> dict
     """`threads` threads at once against a model with 1 s latency."""
     secrets = Secrets(ANTHROPIC_API_KEY=KEY, ANTHROPIC_BASE_URL=fake.url)  # type: ignore[call-arg]
     core = build_core(settings_for(db, max_concurrency=threads), secrets)
+    gc.collect()
+    gc.freeze()  # as `archbot run` does once it is built
     try:
         t0 = time.perf_counter()
         replies = await asyncio.gather(
