@@ -14,6 +14,8 @@ import pytest
 from bot.app import Core, build_core
 from bot.settings import Secrets, Settings
 from tests.fakes.fake_anthropic import FakeAnthropic, ServerThread
+from tests.fakes.fake_discord import FakeDiscord
+from tests.fakes.fake_slack import FakeSlack
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FAKE_KEY = "sk-ant-test-not-a-real-key"
@@ -39,6 +41,30 @@ def fake_anthropic() -> Iterator[FakeAnthropic]:
     fake = FakeAnthropic()
     server = ServerThread(fake.app()).start()
     fake.url = server.url  # type: ignore[attr-defined]
+    try:
+        yield fake
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fake_slack() -> Iterator[FakeSlack]:
+    """A fake Slack Web API on 127.0.0.1; `.url` is its base (the API is under /api/)."""
+    fake = FakeSlack()
+    server = ServerThread(fake.app()).start()
+    fake.url = server.url
+    try:
+        yield fake
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fake_discord() -> Iterator[FakeDiscord]:
+    """A fake Discord REST API and gateway on 127.0.0.1; `.url` is the REST base (…/api/v10)."""
+    fake = FakeDiscord()
+    server = ServerThread(fake.app()).start()
+    fake.url = f"{server.url}/api/v10"
     try:
         yield fake
     finally:

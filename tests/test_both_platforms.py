@@ -8,14 +8,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from bot.signoff import SIGN_OFF
 from tests.conftest import FAKE_KEY, clean_env
-from tests.fakes.fake_anthropic import FakeAnthropic, ServerThread
+from tests.fakes.fake_anthropic import FakeAnthropic
 from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.fake_slack import BOT_USER_ID, FakeSlack, event_body, event_request
 
@@ -30,31 +28,13 @@ def wait_until(check: Callable[[], object], what: str, proc: subprocess.Popen[st
         time.sleep(0.02)
 
 
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack()
-    server = ServerThread(fake.app()).start()
-    fake.url = server.url
-    try:
-        yield fake
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def discord() -> Iterator[FakeDiscord]:
-    fake = FakeDiscord()
-    server = ServerThread(fake.app()).start()
-    fake.url = f"{server.url}/api/v10"
-    try:
-        yield fake
-    finally:
-        server.stop()
-
-
 def test_one_process_answers_in_slack_and_discord_with_separate_memories(
-    tmp_path: Path, fake_anthropic: FakeAnthropic, slack: FakeSlack, discord: FakeDiscord
+    tmp_path: Path,
+    fake_anthropic: FakeAnthropic,
+    fake_slack: FakeSlack,
+    fake_discord: FakeDiscord,
 ) -> None:
+    slack, discord = fake_slack, fake_discord
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

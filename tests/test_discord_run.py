@@ -7,16 +7,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from bot.formatting import fences_balanced
 from bot.signoff import SIGN_OFF
 from tests.conftest import FAKE_KEY, clean_env
-from tests.fakes.fake_anthropic import FakeAnthropic, ServerThread
+from tests.fakes.fake_anthropic import FakeAnthropic
 from tests.fakes.fake_discord import FakeDiscord, user_payload
 
 NO_PINGS = {"parse": []}
@@ -42,17 +40,6 @@ def all_texts(body: dict[str, Any]) -> str:
     return "\n".join(
         b.get("text", "") for m in body["messages"] for b in m["content"] if isinstance(b, dict)
     )
-
-
-@pytest.fixture
-def fake_discord() -> Iterator[FakeDiscord]:
-    fake = FakeDiscord()
-    server = ServerThread(fake.app()).start()
-    fake.url = f"{server.url}/api/v10"
-    try:
-        yield fake
-    finally:
-        server.stop()
 
 
 def test_archbot_run_in_discord(

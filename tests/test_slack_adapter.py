@@ -9,7 +9,7 @@ import logging
 import socket
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -23,7 +23,7 @@ from bot.errors import ArchbotError, ConfigError
 from bot.settings import Secrets, Settings
 from bot.signoff import SIGN_OFF
 from tests.conftest import make_secrets
-from tests.fakes.fake_anthropic import FakeAnthropic, ServerThread
+from tests.fakes.fake_anthropic import FakeAnthropic
 from tests.fakes.fake_slack import (
     BOT_ID,
     BOT_USER_ID,
@@ -58,17 +58,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def fake_slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack()
-    server = ServerThread(fake.app()).start()
-    fake.url = server.url
-    try:
-        yield fake
-    finally:
-        server.stop()
 
 
 class RunningBot:
