@@ -25,7 +25,7 @@ from bot.ports import Outbox
 from bot.prompts import COMPACTION_PROMPT, CONSULTANT_PROMPT
 from bot.settings import Secrets, Settings
 from bot.signoff import sign_off
-from bot.store import Store, StoredMessage, ThreadRow, day_start, estimate_tokens
+from bot.store import Store, StoredMessage, ThreadRow, day_start, estimate_tokens, utcnow
 from bot.tools import Services, ToolContext, ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 # Read by the log formatter: every line logged during a turn carries its id.
 correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="-")
 
+UNPOSTED_MAX_AGE = timedelta(hours=1)
 TOOL_LIMIT_NOTE = (
     "Tool round limit reached for this turn: answer now with what you have, "
     "and say what you could not check."
@@ -90,6 +91,7 @@ class Consultant:
         self.services = services or Services(model=model)
         self.system_prompt = system_prompt
         self._locks = _ThreadLocks()
+        self.started_at = utcnow()
         self._inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -169,9 +171,13 @@ class Consultant:
         return await self._locked_turn(thread.key, turn_id, on_text)
 
     async def recover_pending(self, outboxes: Mapping[str, Outbox]) -> int:
-        """Complete turns interrupted by a crash and post their answers; return how many."""
+        """Complete turns a crash interrupted and post their answers; return how many.
+
+        Only turns from before this process started: the adapters are already
+        live, and their own turns must not be answered twice.
+        """
         done = 0
-        for turn in self.store.pending_turns():
+        for turn in self.store.pending_turns(created_before=self.started_at):
             thread = self.store.get_thread_by_id(turn.thread_id)
             outbox = outboxes.get(thread.platform)
             if outbox is None:
@@ -180,14 +186,12 @@ class Consultant:
             reply = await self._locked_turn(thread.key, turn.id)
             await self.deliver(outbox, thread, reply)
             done += 1
-        cutoff = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
-        for turn in self.store.unposted_turns():
+        # Answers stored but never posted (a crash between the two), if still fresh.
+        fresh_since = (datetime.now(UTC) - UNPOSTED_MAX_AGE).isoformat(timespec="microseconds")
+        for turn in self.store.unposted_turns(fresh_since, self.started_at):
             thread = self.store.get_thread_by_id(turn.thread_id)
             outbox = outboxes.get(thread.platform)
-            finished = self.store.conn.execute(
-                "SELECT finished_at FROM turns WHERE id = ?", (turn.id,)
-            ).fetchone()[0]
-            if outbox is None or not turn.reply or (finished or "") < cutoff:
+            if outbox is None or not turn.reply:
                 continue
             log.info("posting stored answer of turn %s that never reached %s", turn.id, thread.key)
             await self.deliver(

@@ -313,23 +313,25 @@ class Store:
         """Record that a turn's reply reached the platform."""
         self.conn.execute("UPDATE turns SET posted_at = ? WHERE id = ?", (utcnow(), turn_id))
 
-    def pending_turns(self) -> list[TurnRow]:
-        """Turns whose user message was stored but which never finished (a crash)."""
+    def pending_turns(self, created_before: str) -> list[TurnRow]:
+        """Turns stored before `created_before` that never finished (a crash)."""
         ids = [
             r[0]
             for r in self.conn.execute(
-                "SELECT id FROM turns WHERE status = 'pending' ORDER BY id"
+                "SELECT id FROM turns WHERE status = 'pending' AND created_at < ? ORDER BY id",
+                (created_before,),
             ).fetchall()
         ]
         return [self.get_turn(i) for i in ids]
 
-    def unposted_turns(self) -> list[TurnRow]:
-        """Finished turns whose reply was never confirmed as posted."""
+    def unposted_turns(self, finished_after: str, finished_before: str) -> list[TurnRow]:
+        """Turns finished in the window whose reply was never confirmed as posted."""
         ids = [
             r[0]
             for r in self.conn.execute(
                 "SELECT id FROM turns WHERE status IN ('done', 'failed') AND posted_at IS NULL"
-                " AND reply IS NOT NULL ORDER BY id"
+                " AND reply IS NOT NULL AND finished_at >= ? AND finished_at < ? ORDER BY id",
+                (finished_after, finished_before),
             ).fetchall()
         ]
         return [self.get_turn(i) for i in ids]

@@ -11,6 +11,7 @@ from bot.app import Core, build_core
 from bot.events import ContextMessage, IncomingMessage
 from bot.prompts import CONSULTANT_PROMPT
 from bot.signoff import SIGN_OFF, ends_with_sign_off_once
+from bot.store import utcnow
 from tests.conftest import make_secrets, make_settings
 from tests.fakes.fake_anthropic import FakeAnthropic
 
@@ -258,7 +259,7 @@ async def test_pending_turn_is_recovered_and_posted(
         fake_anthropic.reply_text("Track PSI per feature.")
         assert await restarted.consultant.recover_pending({"slack": Outbox()}) == 1
         assert posted == [("C1", "crash", f"Track PSI per feature.\n\n{SIGN_OFF}")]
-        assert restarted.store.pending_turns() == []
+        assert restarted.store.pending_turns(created_before=utcnow()) == []
         assert await restarted.consultant.recover_pending({"slack": Outbox()}) == 0
     finally:
         await restarted.aclose()
@@ -396,5 +397,31 @@ async def test_large_answers_are_streamed_over_sse(
         assert (
             result["type"] == "tool_result" and result["content"] == "No todos in this thread yet."
         )
+    finally:
+        await core.aclose()
+
+
+async def test_recovery_never_touches_turns_of_the_running_process(
+    tmp_path: Path, fake_anthropic: FakeAnthropic
+) -> None:
+    posted: list[str] = []
+
+    class Outbox:
+        platform = "slack"
+
+        async def post(self, channel: str, thread: str | None, text: str) -> str:
+            posted.append(text)
+            return "ts"
+
+    core = build_core(make_settings(tmp_path), make_secrets(fake_anthropic))
+    try:
+        fake_anthropic.latency = 0.3
+        live = asyncio.create_task(core.consultant.handle(msg("Live question", thread="live")))
+        await asyncio.sleep(0)  # one step: handle() stores the turn before its first await
+        assert core.store.conn.execute("SELECT status FROM turns").fetchone()[0] == "pending"
+        assert await core.consultant.recover_pending({"slack": Outbox()}) == 0
+        reply = await live
+        assert reply is not None and reply.kind == "answer"
+        assert posted == []  # posting the live answer is its adapter's job, once
     finally:
         await core.aclose()

@@ -26,7 +26,7 @@ from bot.events import IncomingMessage, Reply
 from bot.formatting import fences_balanced
 from bot.settings import Secrets, Settings
 from bot.signoff import SIGN_OFF
-from bot.store import Store
+from bot.store import Store, utcnow
 from tests.conftest import make_secrets, make_settings
 from tests.fakes.fake_anthropic import FakeAnthropic, ServerThread
 from tests.fakes.fake_discord import FakeDiscord, user_payload
@@ -484,7 +484,7 @@ async def test_failed_send_is_logged_with_the_thread_key_and_the_answer_kept(
     assert f"discord/dm/{dm}/{dm}" in record.getMessage()
     store = Store.open(str(tmp_path / "archbot.db"))
     try:
-        (turn,) = store.unposted_turns()
+        (turn,) = store.unposted_turns("", utcnow())
         assert turn.reply is not None and turn.reply.startswith(
             "An answer that cannot be delivered."
         )
