@@ -60,7 +60,7 @@ async def answer_once(consultant: Consultant, text: str, thread: str, out: TextI
         print("archbot: nothing to say: stdin was empty", file=sys.stderr)
         return 2
     reply = await consultant.handle(console_message(text, thread, console_user()))
-    _print_reply(reply, out)
+    _print_reply(consultant, reply, out)
     return 0
 
 
@@ -84,9 +84,10 @@ async def repl(consultant: Consultant, thread: str, out: TextIO) -> int:
         if not line.strip():
             continue
         reply = await consultant.handle(console_message(line, thread, user))
-        _print_reply(reply, out)
+        _print_reply(consultant, reply, out)
 
 
-def _print_reply(reply: Reply | None, out: TextIO) -> None:
+def _print_reply(consultant: Consultant, reply: Reply | None, out: TextIO) -> None:
     if reply is not None:
         print(reply.text, file=out, flush=True)
+        consultant.mark_delivered(reply)
