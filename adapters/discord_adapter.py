@@ -52,7 +52,10 @@ THREAD_NAME_LIMIT = 100
 CONTEXT_MESSAGES = 50  # earlier thread messages read once when joining a thread
 DEFER_AFTER = 2.0  # Discord wants an interaction response within 3 s
 READY_TIMEOUT = 60.0
-GUILD_READY_TIMEOUT = 2.0  # discord.py's default wait for more GUILD_CREATEs after READY
+# How long discord.py waits for more GUILD_CREATEs after READY before it calls
+# the bot ready (its default is 2 s). They stream in right after READY, and
+# without the members intent nothing is chunked, so a quarter second is plenty.
+GUILD_READY_TIMEOUT = 0.25
 DRAIN_SECONDS = 10.0
 ARCHIVED_THREAD = 50083  # "Thread is archived" error code
 THREAD_EXISTS = 160004  # "A thread has already been created for this message"
@@ -634,9 +637,10 @@ class DiscordAdapter:
     async def wait_closed(self) -> str:
         """Return (with the reason) once the gateway connection has ended for good."""
         assert self._connection is not None, "start() first"
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(self._connection)
-        error = None if self._connection.cancelled() else self._connection.exception()
+        await asyncio.wait({self._connection})  # neither raises its error nor cancels it
+        if self._connection.cancelled():
+            return "the Discord gateway connection was cancelled"
+        error = self._connection.exception()
         if error is not None:
             return describe_connect_error(error)
         return "the Discord gateway connection closed"

@@ -66,9 +66,12 @@ async def run_forever(
     gc.collect()
     gc.freeze()
     try:
-        for adapter in adapters:
-            await adapter.start()
-            started_adapters.append(adapter)
+        # Platforms connect in parallel: start-up takes the slowest, not the sum.
+        outcomes = await asyncio.gather(*(a.start() for a in adapters), return_exceptions=True)
+        started_adapters.extend(a for a, o in zip(adapters, outcomes, strict=True) if o is None)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         if settings.metrics.port:
             from bot.metrics import start_metrics_server
 
@@ -122,6 +125,7 @@ async def _wait_for_stop_or_failure(stop: asyncio.Event, adapters: list[Platform
     finally:
         for task in waiters:
             task.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
     for task in done:
         failed = waiters[task]
         if failed is not None and not stop.is_set():

@@ -103,4 +103,5 @@ def test_one_process_answers_in_slack_and_discord_with_separate_memories(
     output = log_path.read_text()
     assert proc.returncode == 0, output[-3000:]
     assert "ready" in output and "(slack, discord)" in output
+    assert "Traceback" not in output and " ERROR " not in output  # a clean start and stop
     assert "xoxb-test-not-real" not in output and discord.valid_token not in output

@@ -751,3 +751,18 @@ class _GatewaySession:
                 self.ready = True
             elif op == 6:  # RESUME: no replay buffer here, so make the client start afresh
                 await self.send({"op": 9, "d": False})
+
+
+def main() -> None:
+    """`python -m tests.fakes.fake_discord --port 8767`: serve the fake REST API and gateway."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="fake Discord REST API and gateway on 127.0.0.1")
+    parser.add_argument("--port", type=int, default=8767)
+    args = parser.parse_args()
+    fake = FakeDiscord(url=f"http://127.0.0.1:{args.port}/api/v10")
+    web.run_app(fake.app(), host="127.0.0.1", port=args.port, access_log=None)
+
+
+if __name__ == "__main__":
+    main()
