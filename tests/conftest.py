@@ -3,11 +3,15 @@ database, a core wired like production, and a CLI runner for subprocess tests.""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -18,6 +22,7 @@ from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.fake_slack import FakeSlack
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 FAKE_KEY = "sk-ant-test-not-a-real-key"
 
 # Nothing from the developer's shell may leak into tests (keys, config, base URLs).
@@ -33,6 +38,45 @@ def clean_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = str(REPO_ROOT)
     env.update(extra)
     return env
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(
+    check: Callable[[], T],
+    what: str = "condition",
+    *,
+    within: float = 15.0,
+    proc: subprocess.Popen[str] | None = None,
+) -> T:
+    """Poll `check` until it returns something truthy; fail after `within` s or if `proc` died."""
+    deadline = time.monotonic() + within
+    while True:
+        value = check()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"archbot exited ({proc.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+async def eventually(check: Callable[[], T], what: str = "condition", *, within: float = 10.0) -> T:
+    """Poll `check` on the event loop until it returns something truthy; fail after `within` s."""
+    deadline = time.monotonic() + within
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
 
 
 @pytest.fixture

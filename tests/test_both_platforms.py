@@ -6,26 +6,16 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 from bot.signoff import SIGN_OFF
-from tests.conftest import FAKE_KEY, clean_env
+from tests.conftest import FAKE_KEY, clean_env, free_port, wait_until
 from tests.fakes.fake_anthropic import FakeAnthropic
 from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.fake_slack import BOT_USER_ID, FakeSlack, event_body, event_request
 
 SIGNING_SECRET = "both-platforms-secret-not-real"
-
-
-def wait_until(check: Callable[[], object], what: str, proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 20
-    while not check():
-        assert proc.poll() is None, f"archbot exited before {what}"
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def test_one_process_answers_in_slack_and_discord_with_separate_memories(
@@ -35,9 +25,7 @@ def test_one_process_answers_in_slack_and_discord_with_separate_memories(
     fake_discord: FakeDiscord,
 ) -> None:
     slack, discord = fake_slack, fake_discord
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = clean_env(
         ARCHBOT_SLACK__ENABLED="true",
         ARCHBOT_SLACK__MODE="http",
@@ -63,13 +51,13 @@ def test_one_process_answers_in_slack_and_discord_with_separate_memories(
         text=True,
     )
     try:
-        wait_until(lambda: discord.connected, "the Discord gateway session", proc)
+        wait_until(lambda: discord.connected, "the Discord gateway session", proc=proc)
 
         def slack_listening() -> bool:
             with socket.socket() as probe:
                 return probe.connect_ex(("127.0.0.1", port)) == 0
 
-        wait_until(slack_listening, "the Slack endpoint", proc)
+        wait_until(slack_listening, "the Slack endpoint", proc=proc)
 
         fake_anthropic.reply_text("Slack answer: use Feast for online features.")
         body = event_body("app_mention", text=f"<@{BOT_USER_ID}> feature store for Slack?")
@@ -80,13 +68,13 @@ def test_one_process_answers_in_slack_and_discord_with_separate_memories(
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.status == 200
         channel, ts = body["event"]["channel"], body["event"]["ts"]
-        wait_until(lambda: slack.thread_texts(channel, ts), "the Slack answer", proc)
+        wait_until(lambda: slack.thread_texts(channel, ts), "the Slack answer", proc=proc)
 
         fake_anthropic.reply_text("Discord answer: partition ticks by day.")
         mention = discord.message(
             f"<@{discord.bot_id}> tick storage for Discord?", mention_bot=True
         )
-        wait_until(lambda: discord.sent_messages(mention["id"]), "the Discord answer", proc)
+        wait_until(lambda: discord.sent_messages(mention["id"]), "the Discord answer", proc=proc)
 
         (slack_answer,) = slack.thread_texts(channel, ts)
         (discord_answer,) = discord.sent_messages(mention["id"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,22 +27,12 @@ from bot.formatting import fences_balanced
 from bot.settings import Secrets, Settings
 from bot.signoff import SIGN_OFF
 from bot.store import Store, utcnow
-from tests.conftest import make_secrets, make_settings
+from tests.conftest import eventually, make_secrets, make_settings
 from tests.fakes.fake_anthropic import FakeAnthropic, ServerThread
 from tests.fakes.fake_discord import FakeDiscord, user_payload
 
 TOKEN = "test-not-real"
 NO_PINGS = {"parse": []}
-
-
-async def until(predicate: Callable[[], object], what: str, within: float = 10.0) -> None:
-    """Wait for a condition (polling), failing with `what` after `within` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def all_texts(body: dict[str, Any]) -> str:
@@ -79,7 +69,7 @@ async def start_bot(
     stop = asyncio.Event()
     task = asyncio.create_task(run_forever(settings, secrets, stop))
     try:
-        await until(lambda: watch.ready or task.done(), "archbot ready", within=20)
+        await eventually(lambda: watch.ready or task.done(), "archbot ready", within=20)
     finally:
         runner_log.removeHandler(watch)
         runner_log.setLevel(old_level)
@@ -157,7 +147,9 @@ async def test_login_uses_the_configured_api_and_its_gateway(bot: Running) -> No
 
 async def test_slash_commands_are_synced(bot: Running) -> None:
     fake = bot.discord
-    await until(lambda: fake.rest("PUT", rf"/applications/{fake.app_id}/commands"), "command sync")
+    await eventually(
+        lambda: fake.rest("PUT", rf"/applications/{fake.app_id}/commands"), "command sync"
+    )
     (sync,) = fake.rest("PUT", rf"/applications/{fake.app_id}/commands")
     (group,) = sync.body
     assert group["name"] == "archbot"
@@ -173,7 +165,7 @@ async def test_mention_opens_a_thread_and_follow_up_needs_no_mention(bot: Runnin
     question = "How should we store tick data for backtests?"
     sent = fake.message(f"<@{fake.bot_id}> {question}", mention_bot=True)
     thread_id = sent["id"]
-    await until(lambda: bot_posts(fake, thread_id), "the answer in the thread")
+    await eventually(lambda: bot_posts(fake, thread_id), "the answer in the thread")
 
     (create,) = fake.rest("POST", rf"/channels/{fake.channel_id}/messages/{thread_id}/threads")
     assert create.body["name"] == question
@@ -189,7 +181,7 @@ async def test_mention_opens_a_thread_and_follow_up_needs_no_mention(bot: Runnin
 
     model.reply_text("Use TimescaleDB partitions.")
     fake.message("And what about order-book snapshots?", channel_id=thread_id)
-    await until(lambda: len(bot_posts(fake, thread_id)) == 2, "the follow-up answer")
+    await eventually(lambda: len(bot_posts(fake, thread_id)) == 2, "the follow-up answer")
     history = all_texts(model.message_requests[1].body)
     assert question in history and "Start with a feature store." in history
     assert "order-book snapshots" in history
@@ -199,16 +191,18 @@ async def test_mention_opens_a_thread_and_follow_up_needs_no_mention(bot: Runnin
 async def test_bang_commands_work_after_a_mention(bot: Running) -> None:
     fake, model = bot.discord, bot.model
     fake.message(f"<@{fake.bot_id}> !todo add Choose a feature store", mention_bot=True)
-    await until(lambda: bot_posts(fake, fake.channel_id), "the command's answer")
+    await eventually(lambda: bot_posts(fake, fake.channel_id), "the command's answer")
     fake.message(f"<@{fake.bot_id}> !todos", mention_bot=True)
-    await until(lambda: len(bot_posts(fake, fake.channel_id)) == 2, "the todo list")
+    await eventually(lambda: len(bot_posts(fake, fake.channel_id)) == 2, "the todo list")
     listing = bot_posts(fake, fake.channel_id)[1]
     assert "Choose a feature store" in listing["content"] and listing["content"].endswith(SIGN_OFF)
     assert not fake.rest("POST", r"/channels/\d+/messages/\d+/threads"), "answered in place"
     assert not model.message_requests, "commands never call the model"
     # The same list through /archbot in that channel: one thread key for both.
     fake.interaction([{"name": "todos", "type": 1, "options": []}])
-    await until(lambda: fake.rest("POST", r"/interactions/\d+/[^/]+/callback"), "/archbot todos")
+    await eventually(
+        lambda: fake.rest("POST", r"/interactions/\d+/[^/]+/callback"), "/archbot todos"
+    )
     (callback,) = fake.rest("POST", r"/interactions/\d+/[^/]+/callback")
     assert "Choose a feature store" in callback.body["data"]["content"]
 
@@ -218,7 +212,7 @@ async def test_mention_of_the_bots_role_also_opens_a_thread(bot: Running) -> Non
     sent = fake.message(
         f"<@&{fake.bot_role_id}> Polars or Spark for 50 GB/day?", mention_bot_role=True
     )
-    await until(lambda: bot_posts(fake, sent["id"]), "the answer in the thread")
+    await eventually(lambda: bot_posts(fake, sent["id"]), "the answer in the thread")
     (create,) = fake.rest("POST", rf"/channels/{fake.channel_id}/messages/{sent['id']}/threads")
     assert create.body["name"] == "Polars or Spark for 50 GB/day?"
 
@@ -231,7 +225,7 @@ async def test_channel_message_without_mention_and_bots_are_ignored(bot: Running
     # A DM after them: once it is answered, the earlier events have been processed.
     dm_channel = fake.new_id()
     fake.message("hello in a DM", channel_id=dm_channel, dm=True)
-    await until(lambda: bot_posts(fake, dm_channel), "the DM answer")
+    await eventually(lambda: bot_posts(fake, dm_channel), "the DM answer")
     assert len(model.message_requests) == 1
     assert "ping from a bot" not in all_texts(model.message_requests[0].body)
     assert not fake.rest("POST", r"/channels/\d+/messages/\d+/threads")
@@ -245,7 +239,7 @@ async def test_dm_is_answered_in_the_dm(bot: Running) -> None:
     model.reply_text("Batch first, stream later.")
     dm_channel = fake.new_id()
     fake.message("Should we start with streaming?", channel_id=dm_channel, dm=True)
-    await until(lambda: bot_posts(fake, dm_channel), "the DM answer")
+    await eventually(lambda: bot_posts(fake, dm_channel), "the DM answer")
     (answer,) = bot_posts(fake, dm_channel)
     assert answer["content"].startswith("Batch first") and answer["content"].endswith(SIGN_OFF)
     assert answer["allowed_mentions"] == NO_PINGS
@@ -265,7 +259,7 @@ async def test_long_answer_with_code_is_split_with_closed_fences(bot: Running) -
         posts = bot_posts(fake, thread_id)
         return bool(posts) and posts[-1]["content"].endswith(SIGN_OFF)
 
-    await until(complete, "every part of the long answer")
+    await eventually(complete, "every part of the long answer")
     parts = [p["content"] for p in bot_posts(fake, thread_id)]
     assert len(parts) >= 3
     assert all(len(p) <= 2000 for p in parts)
@@ -283,7 +277,7 @@ async def test_rate_limited_send_is_retried(bot: Running) -> None:
     fake.rate_limit("POST", rf"/channels/{dm_channel}/messages")
     model.reply_text("Measure first.")
     fake.message("Is Kafka overkill for us?", channel_id=dm_channel, dm=True)
-    await until(lambda: bot_posts(fake, dm_channel), "the answer after a 429")
+    await eventually(lambda: bot_posts(fake, dm_channel), "the answer after a 429")
     statuses = [c.status for c in fake.rest("POST", rf"/channels/{dm_channel}/messages")]
     assert statuses == [429, 200]
 
@@ -303,7 +297,7 @@ async def test_mentioned_in_a_foreign_thread_reads_its_history_once(
         fake.message(
             f"<@{fake.bot_id}> what would you change?", channel_id=thread["id"], mention_bot=True
         )
-        await until(lambda: bot_posts(fake, thread["id"]), "the answer in the foreign thread")
+        await eventually(lambda: bot_posts(fake, thread["id"]), "the answer in the foreign thread")
         history = all_texts(fake_anthropic.message_requests[0].body)
         in_order = [
             "50 ms latency budget?",
@@ -317,7 +311,7 @@ async def test_mentioned_in_a_foreign_thread_reads_its_history_once(
         assert not fake.rest("POST", r"/channels/\d+/messages/\d+/threads"), "no new thread"
         reads = len(fake.rest("GET", rf"/channels/{thread['id']}/messages"))
         fake.message("and with ONNX Runtime?", channel_id=thread["id"])
-        await until(lambda: len(bot_posts(fake, thread["id"])) == 2, "the follow-up")
+        await eventually(lambda: len(bot_posts(fake, thread["id"])) == 2, "the follow-up")
         assert len(fake.rest("GET", rf"/channels/{thread['id']}/messages")) == reads, "read once"
     finally:
         stop.set()
@@ -341,11 +335,11 @@ async def test_slash_command_runs_the_core_command(bot: Running) -> None:
             }
         ]
     )
-    await until(
+    await eventually(
         lambda: fake.rest("POST", r"/interactions/\d+/[^/]+/callback"), "the interaction answer"
     )
     fake.interaction([{"name": "todos", "type": 1, "options": []}])
-    await until(
+    await eventually(
         lambda: len(fake.rest("POST", r"/interactions/\d+/[^/]+/callback")) == 2,
         "the second answer",
     )
@@ -382,7 +376,7 @@ async def test_run_exits_non_zero_when_discord_drops_the_bot_for_good(
     stop = asyncio.Event()
     running = asyncio.create_task(run_forever(settings, secrets, stop))
     try:
-        await until(lambda: "archbot ready" in caplog.text, "the bot to be ready")
+        await eventually(lambda: "archbot ready" in caplog.text, "the bot to be ready")
         fake_discord.close_sessions(4004, b"Authentication failed.")  # a revoked token
         assert await asyncio.wait_for(running, 20) == 1
     finally:
@@ -477,7 +471,7 @@ async def test_failed_send_is_logged_with_the_thread_key_and_the_answer_kept(
     model.reply_text("An answer that cannot be delivered.")
     with caplog.at_level(logging.ERROR, logger="adapters.discord_adapter"):
         fake.message("are you there?", channel_id=dm, dm=True)
-        await until(
+        await eventually(
             lambda: any("stays stored" in r.getMessage() for r in caplog.records), "the failure log"
         )
     (record,) = [r for r in caplog.records if "stays stored" in r.getMessage()]
@@ -510,11 +504,11 @@ async def test_slow_slash_command_is_deferred_then_followed_up(
     monkeypatch.setattr(discord_adapter, "DEFER_AFTER", 0.05)
     fake.interaction([{"name": "help", "type": 1, "options": []}])
     callbacks = r"/interactions/\d+/[^/]+/callback"
-    await until(lambda: fake.rest("POST", callbacks), "the deferral")
+    await eventually(lambda: fake.rest("POST", callbacks), "the deferral")
     (callback,) = fake.rest("POST", callbacks)
     assert callback.body["type"] == 5, "a deferred (thinking) response"
     release.set()
-    await until(lambda: fake.rest("POST", r"/webhooks/\d+/[^/]+"), "the follow-up")
+    await eventually(lambda: fake.rest("POST", r"/webhooks/\d+/[^/]+"), "the follow-up")
     followups = fake.rest("POST", r"/webhooks/\d+/[^/]+")
     assert "/archbot" in followups[0].body["content"]
     assert followups[-1].body["content"].endswith(SIGN_OFF)
@@ -533,7 +527,7 @@ async def test_thread_follow_up_after_a_restart_uses_stored_history(
         thread = fake.message(f"<@{fake.bot_id}> How do we reconcile fills?", mention_bot=True)[
             "id"
         ]
-        await until(lambda: bot_posts(fake, thread), "the first answer")
+        await eventually(lambda: bot_posts(fake, thread), "the first answer")
     finally:
         stop.set()
         assert await asyncio.wait_for(task, 20) == 0
@@ -541,7 +535,7 @@ async def test_thread_follow_up_after_a_restart_uses_stored_history(
     try:
         model.reply_text("Reconcile nightly against the broker.")
         fake.message("And how often?", channel_id=thread)
-        await until(lambda: len(bot_posts(fake, thread)) == 2, "the answer after the restart")
+        await eventually(lambda: len(bot_posts(fake, thread)) == 2, "the answer after the restart")
         assert fake.rest("GET", rf"/channels/{thread}"), "the unknown thread was looked up"
         history = all_texts(model.message_requests[1].body)
         assert "How do we reconcile fills?" in history and "Use an event log." in history

@@ -6,34 +6,16 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bot.formatting import fences_balanced
 from bot.signoff import SIGN_OFF
-from tests.conftest import FAKE_KEY, clean_env
+from tests.conftest import FAKE_KEY, clean_env, wait_until
 from tests.fakes.fake_anthropic import FakeAnthropic
 from tests.fakes.fake_discord import FakeDiscord, user_payload
 
 NO_PINGS = {"parse": []}
-
-
-def wait_for(
-    predicate: Callable[[], object], what: str, proc: subprocess.Popen[str], timeout: float = 15
-) -> None:
-    """Poll a condition; fail with `what` (and the bot's output) on timeout or if the bot died."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if proc.poll() is not None:
-            _out, err = proc.communicate()
-            raise AssertionError(
-                f"archbot exited ({proc.returncode}) before {what}:\n{err[-3000:]}"
-            )
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def all_texts(body: dict[str, Any]) -> str:
@@ -63,9 +45,11 @@ def test_archbot_run_in_discord(
         text=True,
     )
     try:
-        wait_for(lambda: fake.connected, "the gateway connection", proc)
-        wait_for(
-            lambda: fake.rest("PUT", rf"/applications/{fake.app_id}/commands"), "command sync", proc
+        wait_until(lambda: fake.connected, "the gateway connection", proc=proc)
+        wait_until(
+            lambda: fake.rest("PUT", rf"/applications/{fake.app_id}/commands"),
+            "command sync",
+            proc=proc,
         )
         (sync,) = fake.rest("PUT", rf"/applications/{fake.app_id}/commands")
         assert sync.body[0]["name"] == "archbot"
@@ -75,7 +59,7 @@ def test_archbot_run_in_discord(
         question = "Where should 5 years of tick data live?"
         mention = fake.message(f"<@{fake.bot_id}> {question}", mention_bot=True)
         thread = mention["id"]
-        wait_for(lambda: fake.sent_messages(thread), "the answer in the new thread", proc)
+        wait_until(lambda: fake.sent_messages(thread), "the answer in the new thread", proc=proc)
         (create,) = fake.rest("POST", rf"/channels/{fake.channel_id}/messages/{thread}/threads")
         assert create.body["name"] == question
         (answer,) = fake.sent_messages(thread)
@@ -85,7 +69,7 @@ def test_archbot_run_in_discord(
         # 2. A follow-up in the thread without a mention, answered with the earlier exchange.
         model.reply_text("ClickHouse or TimescaleDB, measured on your queries.")
         fake.message("What database would you pick?", channel_id=thread)
-        wait_for(lambda: len(fake.sent_messages(thread)) == 2, "the follow-up answer", proc)
+        wait_until(lambda: len(fake.sent_messages(thread)) == 2, "the follow-up answer", proc=proc)
         history = all_texts(model.message_requests[1].body)
         assert question in history and "Partition by day and symbol." in history
         assert "What database would you pick?" in history
@@ -96,7 +80,7 @@ def test_archbot_run_in_discord(
         dm = fake.new_id()
         model.reply_text("Happy to help in DMs.")
         fake.message("hi, can we talk here?", channel_id=dm, dm=True)
-        wait_for(lambda: fake.sent_messages(dm), "the DM answer", proc)
+        wait_until(lambda: fake.sent_messages(dm), "the DM answer", proc=proc)
         assert fake.sent_messages(dm)[0]["content"].endswith(SIGN_OFF)
         assert len(model.message_requests) == 3
         assert all("I am a bot" not in all_texts(r.body) for r in model.message_requests)
@@ -115,7 +99,7 @@ def test_archbot_run_in_discord(
             sent = fake.sent_messages(thread)
             return len(sent) > 2 and sent[-1]["content"].endswith(SIGN_OFF)
 
-        wait_for(long_answer_done, "the long answer", proc)
+        wait_until(long_answer_done, "the long answer", proc=proc)
         parts = [m["content"] for m in fake.sent_messages(thread)[2:]]
         assert sum(len(p) for p in parts) >= 5000 and len(parts) >= 3
         assert all(len(p) <= 2000 for p in parts)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 import urllib.request
 from collections.abc import Iterator
 
@@ -16,6 +15,7 @@ from bot.consultant import correlation_id
 from bot.logs import configure_logging
 from bot.metrics import start_metrics_server
 from bot.settings import LogSettings, Secrets
+from tests.conftest import free_port
 from tests.fakes.fake_anthropic import FakeAnthropic
 from tests.test_consultant import msg
 
@@ -54,9 +54,7 @@ def test_json_logs_carry_the_correlation_id_and_never_a_secret(
 
 
 async def test_metrics_count_turns_and_tokens(core: Core, fake_anthropic: FakeAnthropic) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     stop = start_metrics_server(port, addr="127.0.0.1")
     try:
         fake_anthropic.reply_text("ok", usage={"input_tokens": 7, "output_tokens": 3})

@@ -10,14 +10,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
 from bot.signoff import SIGN_OFF
-from tests.conftest import clean_env
+from tests.conftest import clean_env, free_port, run_cli, wait_until
 from tests.fakes.fake_anthropic import FakeAnthropic, ServerThread
 from tests.fakes.fake_slack import FakeSlack, SlackMessage, event_body, event_request
 
@@ -25,25 +25,11 @@ SIGNING_SECRET = "acceptance-signing-secret-not-real"
 T = TypeVar("T")
 
 
-def wait_until(check: Callable[[], T], within: float = 15.0, what: str = "condition") -> T:
-    """Poll `check` until it returns something truthy (fails after `within` seconds)."""
-    deadline = time.monotonic() + within
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 class Archbot:
     """`archbot run` as a subprocess, plus a way to send it signed Events API requests."""
 
     def __init__(self, tmp: Path, slack: FakeSlack, model: FakeAnthropic) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.slack = slack
         self.log_path = tmp / "archbot.log"
         env = clean_env(
@@ -306,11 +292,7 @@ def test_a_429_on_posting_is_retried(archbot: Archbot, slack: FakeSlack) -> None
 
 
 def test_run_without_a_reachable_slack_or_a_signing_secret_says_why(tmp_path: Path) -> None:
-    from tests.conftest import run_cli
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        closed = s.getsockname()[1]
+    closed = free_port()
     env = {
         "ARCHBOT_SLACK__ENABLED": "true",
         "ARCHBOT_SLACK__MODE": "http",
@@ -332,7 +314,6 @@ def test_run_without_a_reachable_slack_or_a_signing_secret_says_why(tmp_path: Pa
 
 
 def test_doctor_reaches_slack_with_auth_test(tmp_path: Path, slack: FakeSlack) -> None:
-    from tests.conftest import run_cli
 
     before = len(slack.calls_of("auth.test"))
     env = {

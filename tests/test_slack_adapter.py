@@ -9,7 +9,7 @@ import logging
 import socket
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -22,7 +22,7 @@ from adapters.slack_adapter import THINKING_REACTION, doctor_check
 from bot.errors import ArchbotError, ConfigError
 from bot.settings import Secrets, Settings
 from bot.signoff import SIGN_OFF
-from tests.conftest import make_secrets
+from tests.conftest import eventually, free_port, make_secrets
 from tests.fakes.fake_anthropic import FakeAnthropic
 from tests.fakes.fake_slack import (
     BOT_ID,
@@ -40,24 +40,6 @@ BOT_TOKEN = "xoxb-test-not-real"
 APP_TOKEN = "xapp-test-not-real"
 
 T = TypeVar("T")
-
-
-async def eventually(check: Callable[[], T], within: float = 10.0, what: str = "condition") -> T:
-    """Poll `check` until it returns something truthy (fails after `within` seconds)."""
-    deadline = time.monotonic() + within
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class RunningBot:
