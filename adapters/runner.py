@@ -22,23 +22,18 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.app import Core, build_core
-from bot.ports import PlatformAdapter
+from bot.ports import PLATFORM_ADAPTERS, PlatformAdapter
 from bot.settings import Secrets, Settings
 
 log = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 10.0
 
-ADAPTERS: dict[str, tuple[str, Callable[[Settings], bool]]] = {
-    "slack": ("adapters.slack_adapter", lambda s: s.slack.enabled),
-    "discord": ("adapters.discord_adapter", lambda s: s.discord.enabled),
-}
-
 
 def create_adapters(core: Core) -> list[PlatformAdapter]:
     """Build every enabled adapter (imports only the enabled platforms' libraries)."""
     adapters: list[PlatformAdapter] = []
-    for name, (module_name, enabled) in ADAPTERS.items():
+    for name, (module_name, enabled) in PLATFORM_ADAPTERS.items():
         if enabled(core.settings):
             module = importlib.import_module(module_name)
             adapters.append(module.create_adapter(core))

@@ -38,9 +38,8 @@ class Core:
         """Close clients and the database."""
         await self.model.aclose()
         for service in (self.services.github, self.services.web):
-            closer = getattr(service, "aclose", None)
-            if closer is not None:
-                await closer()
+            if service is not None:
+                await service.aclose()
         self.store.close()
 
 

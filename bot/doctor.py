@@ -3,32 +3,23 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
 
 import anthropic
 
 from bot.errors import ArchbotError
-from bot.llm import describe_api_error
+from bot.llm import describe_api_error, make_anthropic_client
+from bot.ports import PLATFORM_ADAPTERS
 from bot.settings import Secrets, Settings
 from bot.store import Store
 
 CheckResult = tuple[str, str, str]  # (name, "ok" | "FAIL" | "skip", detail)
-
-# Platform checks live beside their adapters: module path -> (setting enabled?, label).
-PLATFORM_CHECKS: dict[str, tuple[Callable[[Settings], bool], str]] = {
-    "adapters.slack_adapter": (lambda s: s.slack.enabled, "slack"),
-    "adapters.discord_adapter": (lambda s: s.discord.enabled, "discord"),
-}
 
 
 async def check_model(settings: Settings, secrets: Secrets) -> CheckResult:
     """Ask the model service about the configured model."""
     if not secrets.model_configured:
         return ("model", "skip", "offline mode: set ANTHROPIC_API_KEY to talk to the model")
-    key = secrets.anthropic_api_key.get_secret_value() if secrets.anthropic_api_key else None
-    client = anthropic.AsyncAnthropic(
-        api_key=key or None, base_url=secrets.anthropic_base_url or None, max_retries=0, timeout=15
-    )
+    client = make_anthropic_client(secrets, max_retries=0, timeout=15)
     try:
         info = await client.models.retrieve(settings.llm.model)
         return ("model", "ok", f"{info.id} reachable")
@@ -54,7 +45,8 @@ async def run_checks(settings: Settings, secrets: Secrets) -> list[CheckResult]:
     except ArchbotError as exc:
         results.append(("database", "FAIL", str(exc)))
     results.append(await check_model(settings, secrets))
-    for module_name, (enabled, label) in PLATFORM_CHECKS.items():
+    # Platform checks live beside their adapters.
+    for label, (module_name, enabled) in PLATFORM_ADAPTERS.items():
         if not enabled(settings):
             results.append((label, "skip", "not enabled"))
             continue

@@ -114,6 +114,19 @@ def warm_up_sdk() -> None:
             importlib.import_module(name)
 
 
+def make_anthropic_client(
+    secrets: Secrets, *, max_retries: int, timeout: float
+) -> anthropic.AsyncAnthropic:
+    """The SDK client for the configured key and base URL (either may be absent)."""
+    key = secrets.anthropic_api_key.get_secret_value() if secrets.anthropic_api_key else None
+    return anthropic.AsyncAnthropic(
+        api_key=key or None,
+        base_url=secrets.anthropic_base_url or None,
+        max_retries=max_retries,
+        timeout=timeout,
+    )
+
+
 class ModelClient:
     """Calls the Messages API with bounded concurrency and records every call's usage."""
 
@@ -129,14 +142,8 @@ class ModelClient:
         self.offline = client is None and not secrets.model_configured
         self._semaphore = asyncio.Semaphore(llm.max_concurrency)
         if client is None and not self.offline:
-            key = (
-                secrets.anthropic_api_key.get_secret_value() if secrets.anthropic_api_key else None
-            )
-            client = anthropic.AsyncAnthropic(
-                api_key=key or None,
-                base_url=secrets.anthropic_base_url or None,
-                max_retries=llm.max_retries,
-                timeout=llm.timeout_seconds,
+            client = make_anthropic_client(
+                secrets, max_retries=llm.max_retries, timeout=llm.timeout_seconds
             )
         if client is not None:
             warm_up_sdk()

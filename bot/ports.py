@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
+
+# Platform adapters by name: the module that provides `create_adapter(core)` and
+# `doctor_check(settings, secrets)`, and whether the settings enable it. Named as
+# strings so the core never imports a platform library.
+PLATFORM_ADAPTERS: dict[str, tuple[str, Callable[[Settings], bool]]] = {
+    "slack": ("adapters.slack_adapter", lambda s: s.slack.enabled),
+    "discord": ("adapters.discord_adapter", lambda s: s.discord.enabled),
+}
 
 
 class Outbox(Protocol):

@@ -6,7 +6,7 @@ import logging
 
 from bot.commands import CommandContext, command
 from bot.errors import CommandError, ToolError
-from bot.github import GitHubClient, valid_repo_name
+from bot.github import valid_repo_name
 from bot.repo_tools import normalize_repo
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ async def repo_command(ctx: CommandContext, args: str) -> str:
         return f"{repo} is not in [github] allowed_repos ({globs}); ask the operator to add it."
     note = ""
     client = ctx.services.github
-    if isinstance(client, GitHubClient):
+    if client is not None:
         try:
             info = await client.repository(repo)
         except ToolError as exc:
