@@ -17,7 +17,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
@@ -34,6 +34,7 @@ from githubkit.throttling import LocalThrottler
 from pydantic import ValidationError
 
 from bot.errors import ArchbotError, ToolError
+from bot.store import utcnow
 
 if TYPE_CHECKING:
     from githubkit_schemas.v2026_03_10.models import (
@@ -125,7 +126,7 @@ class HttpCache:
                 response.status,
                 json.dumps(response.headers),
                 response.body,
-                _now(),
+                utcnow(),
             ),
         )
         self._puts += 1
@@ -134,7 +135,9 @@ class HttpCache:
 
     def touch(self, key: str) -> None:
         """Record that a stored response was just revalidated."""
-        self.store.conn.execute("UPDATE http_cache SET fetched_at = ? WHERE url = ?", (_now(), key))
+        self.store.conn.execute(
+            "UPDATE http_cache SET fetched_at = ? WHERE url = ?", (utcnow(), key)
+        )
 
     def prune(self) -> None:
         """Keep only the most recently used `max_rows` responses."""
@@ -143,10 +146,6 @@ class HttpCache:
             " (SELECT url FROM http_cache ORDER BY fetched_at DESC LIMIT ?)",
             (self.max_rows,),
         )
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def cache_key(request: httpx.Request) -> str:
