@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from bot.errors import CommandError
 from bot.events import IncomingMessage
 from bot.store import day_start, week_start
-from bot.todo_tools import format_todos
+from bot.tools.todos import format_todos
 
 if TYPE_CHECKING:
     from bot.settings import Secrets, Settings

@@ -7,7 +7,7 @@ import logging
 from bot.commands import CommandContext, command
 from bot.errors import CommandError, ToolError
 from bot.github import valid_repo_name
-from bot.repo_tools import normalize_repo
+from bot.tools.repo import normalize_repo
 
 log = logging.getLogger(__name__)
 

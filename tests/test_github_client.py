@@ -17,15 +17,15 @@ from pydantic import SecretStr, TypeAdapter
 
 from bot.errors import ArchbotError, ToolError
 from bot.github import API_VERSION, Activity, CommitInfo, GitHubClient, MergedPull, doctor_check
-from bot.repo_tools import (
+from bot.settings import GitHubSettings, Secrets, Settings
+from bot.store import Store
+from bot.tools.repo import (
     _decode_text,
     format_activity,
     format_code_search,
     format_file,
     scan_usages,
 )
-from bot.settings import GitHubSettings, Secrets, Settings
-from bot.store import Store
 from tests.fakes.fake_anthropic import ServerThread
 from tests.fakes.fake_github import DATA, FakeGitHub, trading_repo
 

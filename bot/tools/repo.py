@@ -23,6 +23,7 @@ from pydantic import Field
 from bot.errors import AccessDenied, ToolError
 from bot.github import Activity, GitHubClient, valid_repo_name
 from bot.tools import ToolContext, tool
+from bot.untrusted import untrusted
 
 if TYPE_CHECKING:
     from githubkit_schemas.v2026_03_10.models import SearchCodeGetResponse200
@@ -40,13 +41,6 @@ RepoArg = Annotated[
         description="owner/name; omit to use the repository bound to this thread or channel.",
     ),
 ]
-
-
-def untrusted(source: str, text: str) -> str:
-    """Wrap repository or web text so the model treats it as data, never as instructions."""
-    safe_source = source.replace('"', "'").replace("<", "(").replace(">", ")")
-    body = re.sub(r"(?i)<(/?)untrusted_content", r"<\1untrusted-content", text)
-    return f'<untrusted_content source="{safe_source}">\n{body}\n</untrusted_content>'
 
 
 def normalize_repo(value: str) -> str:
