@@ -23,6 +23,24 @@ class ContextMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file on a message, named to the model (the bot never downloads it)."""
+
+    name: str
+    mimetype: str = ""
+    size: int | None = None  # bytes, when the platform says
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardedMessage:
+    """Words a message carries outside its own text: a Slack share/forward, a Discord forward."""
+
+    text: str
+    author: str = ""  # display name or id of the original author, when known
+    source: str = ""  # e.g. a permalink or channel name, when known
+
+
+@dataclass(frozen=True, slots=True)
 class IncomingMessage:
     """A message addressed to the bot, already stripped of the bot's mention.
 
@@ -31,7 +49,10 @@ class IncomingMessage:
     `event_id` is unique per platform delivery (Slack event_id, Discord
     message id); a second message with the same event_id is a redelivery.
     `prior_context` carries a thread's earlier messages when the bot is
-    mentioned inside a thread it has not seen before.
+    mentioned inside a thread it has not seen before. `forwarded` and
+    `attachments` carry what the message holds besides its own text;
+    `mentioned` says the bot was addressed by name (so a bare mention, with
+    no text at all, is still a request).
     """
 
     platform: str
@@ -44,6 +65,14 @@ class IncomingMessage:
     user_name: str = ""
     is_dm: bool = False
     prior_context: tuple[ContextMessage, ...] = field(default_factory=tuple)
+    forwarded: tuple[ForwardedMessage, ...] = field(default_factory=tuple)
+    attachments: tuple[Attachment, ...] = field(default_factory=tuple)
+    mentioned: bool = False
+
+    @property
+    def has_content(self) -> bool:
+        """True when there is anything to read: text, forwarded words or a file."""
+        return bool(self.text.strip() or self.forwarded or self.attachments)
 
     @property
     def thread_key(self) -> str:
