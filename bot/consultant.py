@@ -102,10 +102,22 @@ class Consultant:
         """True when the bot has taken part in this thread (so it answers without a mention)."""
         thread = self.store.get_thread(thread_key)
         return thread is not None and (
-            thread.context_imported
+            thread.joined
+            or thread.context_imported
             or thread.checkin is not None
             or self.store.thread_has_turns(thread.id)
         )
+
+    def accept(self, msg: IncomingMessage) -> None:
+        """Join the message's thread now, before any await, so follow-ups need no mention.
+
+        Adapters call this the moment they decide to answer a mention (or a DM),
+        so a follow-up typed a second later, while the first turn is still
+        reading context or queued, is answered too.
+        """
+        if self.allowed(msg):
+            with self.store.transaction():
+                self.store.join_thread(msg)
 
     def allowed(self, msg: IncomingMessage) -> bool:
         """Access rules from [access]; DMs are not subject to the channel list."""

@@ -134,3 +134,10 @@ def m001_initial(db: Database) -> None:
 def m002_messages_by_turn(db: Database) -> None:
     # finish_turn updates a turn's messages; without this it scans every message.
     db.execute("CREATE INDEX messages_turn ON messages(turn_id)")
+
+
+@migrations()
+def m003_threads_joined(db: Database) -> None:
+    # A thread is joined the moment the bot accepts the mention that starts it,
+    # before its first turn exists, so a follow-up a second later is answered.
+    db.execute("ALTER TABLE threads ADD COLUMN joined_at TEXT")

@@ -55,6 +55,7 @@ class ThreadRow:
     summary_until: int
     context_imported: bool
     checkin: str | None
+    joined: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +187,7 @@ class Store:
             summary_until=row["summary_until"],
             context_imported=bool(row["context_imported"]),
             checkin=row["checkin"],
+            joined=row["joined_at"] is not None,
         )
 
     def get_thread(self, key: str) -> ThreadRow | None:
@@ -232,6 +234,17 @@ class Store:
             thread=msg.thread,
             channel_key=msg.channel_key,
         )
+
+    def join_thread(self, msg: IncomingMessage) -> ThreadRow:
+        """Mark the message's thread as one the bot takes part in (creating it on first sight)."""
+        thread = self.ensure_thread_for(msg)
+        if not thread.joined:
+            self.conn.execute(
+                "UPDATE threads SET joined_at = ? WHERE id = ? AND joined_at IS NULL",
+                (utcnow(), thread.id),
+            )
+            thread = self.get_thread_by_id(thread.id)
+        return thread
 
     def threads_in_channel(self, channel_key: str) -> list[ThreadRow]:
         """Every thread the bot has in a channel."""

@@ -425,3 +425,11 @@ async def test_recovery_never_touches_turns_of_the_running_process(
         assert posted == []  # posting the live answer is its adapter's job, once
     finally:
         await core.aclose()
+
+
+async def test_accepting_a_mention_joins_its_thread_before_any_turn(core: Core) -> None:
+    mention = msg("Which feature store?", thread="t-join", event_id="e-join")
+    assert not core.consultant.knows_thread(mention.thread_key)
+    core.consultant.accept(mention)
+    # A follow-up arriving now (before the mention's turn even started) is in a joined thread.
+    assert core.consultant.knows_thread(mention.thread_key)
