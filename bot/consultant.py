@@ -30,6 +30,8 @@ from bot.tools import Services, ToolContext, ToolRegistry
 
 log = logging.getLogger(__name__)
 
+FORWARDED_LIMIT = 8000  # characters of one forwarded message the model sees
+
 # Read by the log formatter: every line logged during a turn carries its id.
 correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="-")
 
@@ -153,6 +155,9 @@ class Consultant:
         return True
 
     async def _handle(self, msg: IncomingMessage, on_text: TextSink | None) -> Reply | None:
+        if not msg.has_content and not msg.mentioned:
+            log.debug("ignoring %s: nothing to read", msg.event_id)
+            return None
         if not self.allowed(msg):
             log.info(
                 "ignoring message from %s in %s: not allowed by [access]", msg.user, msg.channel
@@ -229,9 +234,10 @@ class Consultant:
     # internals ---------------------------------------------------------------------
 
     def _user_text(self, msg: IncomingMessage) -> str:
+        text = render_user_text(msg)
         if msg.platform == "console":
-            return msg.text
-        return f"{msg.user_name or msg.user}: {msg.text}"
+            return text
+        return f"{msg.user_name or msg.user}: {text}"
 
     async def _run_command(self, msg: IncomingMessage, thread: ThreadRow) -> Reply:
         ctx = CommandContext(self.store, self.settings, self.secrets, msg, thread, self.services)
@@ -460,6 +466,33 @@ class _RoundSeparatedSink:
             # adapter still gets the whole Reply and can post it.
             log.exception("streaming text to the platform failed; continuing without it")
             self._sink = None
+
+
+def render_user_text(msg: IncomingMessage, limit: int = FORWARDED_LIMIT) -> str:
+    """The message's words for the model: its text, then forwarded words and named files."""
+    parts = [msg.text.strip()] if msg.text.strip() else []
+    for fwd in msg.forwarded:
+        who = f" from {fwd.author}" if fwd.author else ""
+        where = f" ({fwd.source})" if fwd.source else ""
+        body = fwd.text.strip()
+        if len(body) > limit:
+            body = body[:limit] + " [...cut]"
+        quoted = "\n".join(f"> {line}" for line in body.splitlines()) or "> (no text)"
+        parts.append(f"[Forwarded message{who}{where}]\n{quoted}")
+    for att in msg.attachments:
+        details = ", ".join(
+            x for x in (att.mimetype, _human_size(att.size) if att.size is not None else "") if x
+        )
+        parts.append(f"[Attached file: {att.name}" + (f" ({details})" if details else "") + "]")
+    return "\n\n".join(parts)
+
+
+def _human_size(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.0f} KB"
+    return f"{size / (1024 * 1024):.1f} MB"
 
 
 def _summarised_until(thread: ThreadRow) -> int:

@@ -433,3 +433,25 @@ async def test_accepting_a_mention_joins_its_thread_before_any_turn(core: Core) 
     core.consultant.accept(mention)
     # A follow-up arriving now (before the mention's turn even started) is in a joined thread.
     assert core.consultant.knows_thread(mention.thread_key)
+
+
+def test_forwarded_words_and_files_are_rendered_for_the_model() -> None:
+    from bot.consultant import render_user_text
+    from bot.events import Attachment, ForwardedMessage
+
+    m = msg(
+        "what do you think?",
+        forwarded=(ForwardedMessage("We move ticks to ClickHouse\nnext week", author="Bob"),),
+        attachments=(Attachment("design.pdf", "application/pdf", 250_000),),
+    )
+    text = render_user_text(m)
+    assert text.startswith("what do you think?")
+    assert "[Forwarded message from Bob]\n> We move ticks to ClickHouse\n> next week" in text
+    assert "[Attached file: design.pdf (application/pdf, 244 KB)]" in text
+
+
+async def test_a_message_with_nothing_to_read_gets_no_model_call(
+    core: Core, fake_anthropic: FakeAnthropic
+) -> None:
+    assert await core.consultant.handle(msg("   ", event_id="e-empty")) is None
+    assert fake_anthropic.requests == []
