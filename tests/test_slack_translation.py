@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from adapters.slack_adapter import (
+from adapters.slack.adapter import (
     MARKDOWN_LIMIT,
     context_from_replies,
     continue_after,
