@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 # `doctor_check(settings, secrets)`, and whether the settings enable it. Named as
 # strings so the core never imports a platform library.
 PLATFORM_ADAPTERS: dict[str, tuple[str, Callable[[Settings], bool]]] = {
-    "slack": ("adapters.slack.adapter", lambda s: s.slack.enabled),
+    "slack": ("adapters.slack", lambda s: s.slack.enabled),
     "discord": ("adapters.discord_adapter", lambda s: s.discord.enabled),
 }
 

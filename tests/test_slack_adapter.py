@@ -18,7 +18,8 @@ import aiohttp
 import pytest
 
 from adapters.runner import run_forever
-from adapters.slack.adapter import THINKING_REACTION, doctor_check
+from adapters.slack import doctor_check
+from adapters.slack.thinking import THINKING_REACTION
 from bot.errors import ArchbotError, ConfigError
 from bot.settings import Secrets, Settings
 from bot.signoff import SIGN_OFF
@@ -422,7 +423,7 @@ async def test_a_failed_post_is_logged_with_the_thread_and_posted_after_restart(
     ts = body["event"]["ts"]
     key = f"slack/T0TEAM001/C0GENERAL/{ts}"
     first = await RunningBot(settings, secrets, fake_slack).start()
-    with caplog.at_level(logging.ERROR, logger="adapters.slack.adapter"):
+    with caplog.at_level(logging.ERROR, logger="adapters.slack"):
         await first.send(body)
         record = await eventually(
             lambda: [r for r in caplog.records if key in r.getMessage()], what="the failure log"
@@ -539,7 +540,7 @@ async def test_a_delivery_that_failed_before_it_was_recorded_is_processed_on_ret
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from adapters.slack.adapter import create_adapter
+    from adapters.slack import create_adapter
     from bot.app import build_core
 
     core = build_core(slack_settings(tmp_path, fake_slack), slack_secrets(fake_anthropic))
@@ -559,7 +560,7 @@ async def test_a_delivery_that_failed_before_it_was_recorded_is_processed_on_ret
     try:
         body = event_body("app_mention")
         ts = body["event"]["ts"]
-        with caplog.at_level(logging.ERROR, logger="adapters.slack.adapter"):
+        with caplog.at_level(logging.ERROR, logger="adapters.slack"):
             await running.send(body)
             await eventually(lambda: "database is locked" in caplog.text, what="the failure")
         await eventually(
@@ -578,7 +579,8 @@ async def test_a_delivery_that_failed_before_it_was_recorded_is_processed_on_ret
 async def test_outbox_opens_a_thread_for_top_level_posts_and_continues_in_it(
     fake_slack: FakeSlack,
 ) -> None:
-    from adapters.slack.adapter import SlackOutbox, make_client
+    from adapters.slack.client import make_client
+    from adapters.slack.outbox import SlackOutbox
 
     outbox = SlackOutbox(make_client(BOT_TOKEN, f"{fake_slack.url}/api"))
     text = "\n\n".join(f"Paragraph {i}: " + "risk and focus for the week. " * 60 for i in range(20))

@@ -6,18 +6,15 @@ import re
 
 import pytest
 
-from adapters.slack.adapter import (
-    MARKDOWN_LIMIT,
+from adapters.slack.render import MARKDOWN_LIMIT, neutralize_broadcasts, render_parts
+from adapters.slack.stream import continue_after, fit_streamed
+from adapters.slack.translate import (
     context_from_replies,
-    continue_after,
     conversation_thread,
-    fit_streamed,
     is_error_reply,
     mentions_user,
     needs_prior_context,
-    neutralize_broadcasts,
     recipient_team,
-    render_parts,
     reply_thread_ts,
     should_answer_message,
     slash_to_incoming,

@@ -1,0 +1,33 @@
+"""The core's Markdown as Slack message parts: pings neutralised, split below Slack's limit."""
+
+from __future__ import annotations
+
+import re
+
+from bot.formatting import split_markdown
+
+# Slack accepts up to 12,000 characters of `markdown_text` (or one markdown block) per message.
+MARKDOWN_LIMIT = 12_000
+
+# <!channel>, <!here>, <!everyone>, optionally with a label: <!here|here>.
+_BROADCAST = re.compile(r"<!(?P<name>channel|here|everyone)(?:\|[^>]*)?>", re.IGNORECASE)
+# <!subteam^S123> and <!subteam^S123|@platform-team>: user-group pings.
+_SUBTEAM = re.compile(r"<!subteam\^(?P<id>[A-Z0-9]+)(?:\|@?(?P<label>[^>]*))?>", re.IGNORECASE)
+# The bare words, which some renderers also turn into pings.
+_BARE_BROADCAST = re.compile(r"(?<![\w@])@(?P<name>channel|here|everyone)\b", re.IGNORECASE)
+# A zero-width space after "@" keeps the text readable and pings nobody.
+_ZWSP = "\u200b"
+
+
+def neutralize_broadcasts(text: str) -> str:
+    """Make `<!channel>`, `<!here>`, `<!everyone>` and `<!subteam^…>` readable text that pings nobody."""
+    text = _BROADCAST.sub(lambda m: f"@{_ZWSP}{m.group('name').lower()}", text)
+    text = _SUBTEAM.sub(
+        lambda m: f"@{_ZWSP}{(m.group('label') or 'subteam').strip() or 'subteam'}", text
+    )
+    return _BARE_BROADCAST.sub(lambda m: f"@{_ZWSP}{m.group('name')}", text)
+
+
+def render_parts(text: str, limit: int = MARKDOWN_LIMIT) -> list[str]:
+    """The Markdown parts one reply is posted as: neutralised, split outside code fences."""
+    return split_markdown(neutralize_broadcasts(text), limit) or [""]
