@@ -474,6 +474,12 @@ def describe_github_error(exc: Exception, what: str) -> ToolError:
         message = _error_message(exc)
         if status == 401:
             return ToolError(f"GitHub rejected the token (401) while {what}: check GITHUB_TOKEN.")
+        if status == 403 and _error_code(exc) == "too_large":
+            return ToolError(
+                f"The file is over the 1 MB that GitHub's contents API returns (403 too_large) "
+                f"while {what}, so none of its text could be read. Use search_code to find the "
+                "lines you need, or read a smaller file."
+            )
         if status == 403:
             return ToolError(
                 f"GitHub refused access (403) while {what}: the token lacks permission{message}."
@@ -493,6 +499,18 @@ def describe_github_error(exc: Exception, what: str) -> ToolError:
     if isinstance(exc, ValidationError):
         return ToolError(f"GitHub sent a response of an unexpected shape while {what}.")
     return ToolError(f"GitHub request failed while {what} ({type(exc).__name__}).")
+
+
+def _error_code(exc: RequestFailed) -> str:
+    """The first `errors[].code` of a GitHub error body ('too_large', 'invalid', ...), or ''."""
+    try:
+        data = json.loads(exc.response.raw_response.content or b"{}")
+    except (ValueError, httpx.ResponseNotRead):
+        return ""
+    errors = data.get("errors") if isinstance(data, dict) else None
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        return str(errors[0].get("code", ""))
+    return ""
 
 
 def _error_message(exc: RequestFailed) -> str:

@@ -527,6 +527,13 @@ async def test_read_file_over_one_megabyte_says_why_nothing_is_shown(env: Env) -
     assert f"{size:,} bytes, over the 1 MB" in text and "none of its text could be read" in text
 
 
+async def test_read_file_over_one_megabyte_as_a_403_too_large_says_so_too(env: Env) -> None:
+    env.fake.too_large_as_403 = True
+    text, is_error = await env.call("read_file", path="data/huge.bin.json")
+    assert is_error
+    assert "over the 1 MB" in text and "403 too_large" in text and "lacks permission" not in text
+
+
 async def test_a_call_without_a_scope_cannot_send_anything(env: Env) -> None:
     with pytest.raises(RequestError) as err:
         await env.client.rest.orgs.async_list_members("other-org")

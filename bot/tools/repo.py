@@ -125,7 +125,8 @@ async def search_code(
             min_length=1,
             max_length=256,
             description="Search terms, e.g. 'OrderBook', 'kafka consumer', 'path:src/risk limit'. "
-            "GitHub code search qualifiers (path:, language:, extension:) are allowed.",
+            "GitHub code search qualifiers (path:, language:, extension:) are allowed; repo:, "
+            "org: and user: are refused (the search stays in one repository: use `repo`).",
         ),
     ],
     repo: RepoArg = None,

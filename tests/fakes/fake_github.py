@@ -92,6 +92,7 @@ class FakeGitHub:
     require_auth_for_search: bool = True
     latency: float = 0.0  # seconds before each answer (to observe concurrency)
     redirects: dict[str, str] = field(default_factory=dict)  # path -> Location of a 301
+    too_large_as_403: bool = False  # older GitHub: a file over 1 MB is a 403 too_large
     requests: list[FakeRequest] = field(default_factory=list)
     not_modified: int = 0
     in_flight: int = 0
@@ -266,6 +267,18 @@ class FakeGitHub:
             return self._not_found()
         if path in files:
             data = files[path]
+            if self.too_large_as_403 and len(data) > 1_000_000:
+                return web.json_response(
+                    {
+                        "message": "This API returns blobs up to 1 MB in size. The requested "
+                        "blob is too large to fetch via the API, but you can use the Git Data "
+                        "API to request blobs up to 100 MB in size.",
+                        "errors": [{"resource": "Blob", "field": "data", "code": "too_large"}],
+                        "documentation_url": "https://docs.github.com/rest/repos/contents#get-repository-content",
+                        "status": "403",
+                    },
+                    status=403,
+                )
             return self._json(
                 request, self._content_payload(repo, path, data), etag=f'"{blob_sha(data)}"'
             )
