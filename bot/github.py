@@ -70,7 +70,9 @@ SHA_RE = re.compile(r"[0-9a-fA-F]{4,64}")
 PERCENT_ESCAPE_RE = re.compile(r"%[0-9A-Fa-f]{2}")
 # Characters git refuses in ref names (git check-ref-format), plus what a URL would give meaning to.
 REF_FORBIDDEN = frozenset(" ~^:?*[\\#")
-SEARCH_SCOPE_WORDS = ("repo:", "org:", "user:")
+# A qualifier that picks what is searched, wherever a word starts ('-repo:', '"org:', 'x.user:');
+# 'current_user:' is a word of its own, not a qualifier.
+SCOPE_QUALIFIER_RE = re.compile(r"(?<![a-z0-9_])(?:repo|org|user):")
 SEARCH_ENDPOINTS = ("/search/code", "/search/issues")
 MAX_PATH_CHARS = 1000
 MAX_SEGMENT_BYTES = 255
@@ -191,7 +193,7 @@ def check_search_query(query: str) -> str:
     if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text if c != " "):
         raise ToolError(f"Refused the search query: it contains control characters. {NO_REQUEST}")
     folded = unicodedata.normalize("NFKC", text).casefold()
-    if any(word in folded for word in SEARCH_SCOPE_WORDS):
+    if SCOPE_QUALIFIER_RE.search(folded):
         raise ToolError(
             "Do not put repo:, org: or user: in the query; the search is scoped to one "
             f"repository, chosen with the repo argument. {NO_REQUEST}"
@@ -268,7 +270,7 @@ def check_request_scope(url: httpx.URL, base: httpx.URL, scope: RequestScope | N
 def _search_scoped(url: httpx.URL, scope: RequestScope) -> bool:
     """True when the search query names exactly this repository and no other owner or repo."""
     words = unicodedata.normalize("NFKC", url.params.get("q", "")).casefold().split()
-    scoped = [w for w in words if any(s in w for s in SEARCH_SCOPE_WORDS)]
+    scoped = [w for w in words if SCOPE_QUALIFIER_RE.search(w)]
     return scoped == [f"repo:{scope.owner}/{scope.name}".casefold()]
 
 

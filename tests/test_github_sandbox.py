@@ -222,6 +222,9 @@ def test_ordinary_refs_pass(ref: str) -> None:
         "x org:other-org",
         "x user:someone",
         "x -repo:acme/trading",
+        'x "repo:other/x"',
+        "x (org:other)",
+        "self.repo:other/x",
         "x\nrepo:other/x",
         "ｒｅｐｏ：other/x",
         "x\x00",
@@ -234,7 +237,16 @@ def test_search_queries_cannot_widen_the_scope(query: str) -> None:
         check_search_query(query)
 
 
-@pytest.mark.parametrize("query", ["FeatureStore", "path:src/risk limit", "language:python kafka"])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "FeatureStore",
+        "path:src/risk limit",
+        "language:python kafka",
+        "current_user: str",
+        "myrepo:",
+    ],
+)
 def test_ordinary_search_queries_pass(query: str) -> None:
     assert check_search_query(query) == query
 
@@ -310,6 +322,8 @@ def test_rate_limit_scope_reaches_only_rate_limit() -> None:
         ("x repo:acme/trading repo:other/x", False),
         ("x org:other repo:acme/trading", False),
         ("x user:me repo:acme/trading", False),
+        ("x -repo:other/x repo:acme/trading", False),
+        ("current_user: repo:acme/trading", True),
         ("x repo:acme/trading2", False),
         ("x", False),
     ],
