@@ -112,7 +112,7 @@ def _unsafe_characters(text: str) -> str | None:
         if "\\" in form:
             return "it contains a backslash"
         if "?" in form or "#" in form:
-            return "it contains '?' or '#' (a path is not a URL: pass the ref in `ref`)"
+            return "it contains '?' or '#' (paths and refs are not URLs; a ref goes in `ref`)"
         if PERCENT_ESCAPE_RE.search(form):
             return "it is URL-encoded (pass the literal path, e.g. 'docs/my file.md')"
     return None
@@ -217,12 +217,15 @@ class RequestScope:
 _scope: ContextVar[RequestScope | None] = ContextVar("github_request_scope", default=None)
 
 
-def _decoded_forms(segment: str) -> list[str]:
-    """A raw path segment and what one, two and three rounds of percent-decoding make of it."""
+def _decoded_forms(segment: str) -> list[str] | None:
+    """A raw path segment and what up to three rounds of percent-decoding make of it.
+
+    None when a fourth round would still change it: nothing we build is encoded that deep.
+    """
     forms = [segment]
     for _ in range(3):
         forms.append(unquote(forms[-1]))
-    return forms
+    return None if unquote(forms[-1]) != forms[-1] else forms
 
 
 def check_request_scope(url: httpx.URL, base: httpx.URL, scope: RequestScope | None) -> None:
@@ -246,7 +249,10 @@ def check_request_scope(url: httpx.URL, base: httpx.URL, scope: RequestScope | N
     segments = where[len(prefix) + 1 :].split("/")
     for i, segment in enumerate(segments):
         last = i == len(segments) - 1
-        for form in _decoded_forms(segment):
+        forms = _decoded_forms(segment)
+        if forms is None:
+            raise refused
+        for form in forms:
             if form in (".", "..") or (not form and not last):
                 raise refused
             if "/" in form or "\\" in form or "?" in form or "#" in form:
@@ -256,7 +262,11 @@ def check_request_scope(url: httpx.URL, base: httpx.URL, scope: RequestScope | N
     if scope.owner:
         inside = segments[:3] == ["repos", scope.owner, scope.name]
         if scope.search:
-            inside = "/" + "/".join(segments) == scope.search and _search_scoped(url, scope)
+            inside = (
+                scope.search in SEARCH_ENDPOINTS
+                and "/" + "/".join(segments) == scope.search
+                and _search_scoped(url, scope)
+            )
         if not inside:
             raise ToolError(
                 f"Refused to send a GitHub request to {where}: it is outside "

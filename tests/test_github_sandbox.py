@@ -282,6 +282,8 @@ def test_urls_inside_the_repository_pass(target: str) -> None:
         "https://api.github.com/repos/acme/trading/contents/%252e%252e/%252e%252e/x",
         "https://api.github.com/repos/acme/trading/contents/..%2f..%2fother",
         "https://api.github.com/repos/acme/trading/contents/a%5c..%5cb",
+        "https://api.github.com/repos/acme/trading/contents/%25252e%25252e/x",
+        "https://api.github.com/repos/acme/trading/contents/%2525252e%2525252e/x",
         "https://api.github.com/repos/acme/trading/contents/a%0ab",
         "https://api.github.com/repos/acme/trading/contents/a%3fb",
         "https://api.github.com/repos/acme/trading/contents/a%23b",
