@@ -14,11 +14,14 @@ import asyncio
 import json
 import logging
 import re
+import unicodedata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import quote, unquote
 
 import httpx
 from githubkit import GitHub
@@ -61,22 +64,244 @@ MAX_RETRY_WAIT = timedelta(seconds=3)  # never let a turn sleep longer than this
 REQUEST_TIMEOUT = 15.0
 CACHE_MAX_ROWS = 5000
 TEXT_MATCH = "application/vnd.github.text-match+json"
-REPO_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
+OWNER_RE = re.compile(r"(?=[A-Za-z0-9-]{1,39}\Z)[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*")
+NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,100}")
+SHA_RE = re.compile(r"[0-9a-fA-F]{4,64}")
+PERCENT_ESCAPE_RE = re.compile(r"%[0-9A-Fa-f]{2}")
+# Characters git refuses in ref names (git check-ref-format), plus what a URL would give meaning to.
+REF_FORBIDDEN = frozenset(" ~^:?*[\\#")
+# A qualifier that picks what is searched, wherever a word starts ('-repo:', '"org:', 'x.user:');
+# 'current_user:' is a word of its own, not a qualifier.
+SCOPE_QUALIFIER_RE = re.compile(r"(?<![a-z0-9_])(?:repo|org|user):")
+SEARCH_ENDPOINTS = ("/search/code", "/search/issues")
+MAX_PATH_CHARS = 1000
+MAX_SEGMENT_BYTES = 255
+MAX_REF_CHARS = 250
+NO_REQUEST = "No request was sent."
 
 _DROP_HEADERS = {"content-encoding", "content-length", "transfer-encoding", "connection"}
 
 
 def valid_repo_name(repo: str) -> bool:
-    """True when `repo` has the shape owner/name GitHub accepts."""
-    return bool(REPO_RE.match(repo)) and not repo.endswith((".", "/"))
+    """True when `repo` is exactly owner/name as GitHub allows them (nothing before or after)."""
+    owner, slash, name = repo.partition("/")
+    return (
+        slash == "/"
+        and OWNER_RE.fullmatch(owner) is not None
+        and NAME_RE.fullmatch(name) is not None
+        and name not in (".", "..")
+    )
 
 
 def split_repo(repo: str) -> tuple[str, str]:
-    """'owner/name' -> ('owner', 'name'); ToolError on a bad shape."""
+    """'owner/name' -> ('owner', 'name'); ToolError on anything else."""
     if not valid_repo_name(repo):
-        raise ToolError(f"{repo!r} is not a repository name: use owner/name, e.g. acme/trading.")
+        raise ToolError(
+            f"{repo[:150]!r} is not a repository name: use owner/name, e.g. acme/trading. "
+            + NO_REQUEST
+        )
     owner, name = repo.split("/", 1)
     return owner, name
+
+
+def _unsafe_characters(text: str) -> str | None:
+    """Why `text` cannot go into a GitHub request, judged on it and its NFKC form; else None."""
+    for form in (text, unicodedata.normalize("NFKC", text)):
+        if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in form):
+            return "it contains control characters"
+        if "\\" in form:
+            return "it contains a backslash"
+        if "?" in form or "#" in form:
+            return "it contains '?' or '#' (paths and refs are not URLs; a ref goes in `ref`)"
+        if PERCENT_ESCAPE_RE.search(form):
+            return "it is URL-encoded (pass the literal path, e.g. 'docs/my file.md')"
+    return None
+
+
+def check_path(path: str, what: str = "path") -> list[str]:
+    """A repository-relative path as its validated segments; ToolError on any escape attempt.
+
+    The path is literal (never URL-decoded) and relative to the repository root:
+    `..`, `.`, empty segments, absolute paths, backslashes, percent-escapes,
+    `?`, `#` and control characters are refused, also in their NFKC form (so
+    fullwidth or one-dot-leader lookalikes do not slip through). A trailing `/`
+    (a directory) is allowed; '' is the root.
+    """
+    text = path.strip(" ")
+    shown = f"{what} {path[:200]!r}"
+    if len(text) > MAX_PATH_CHARS:
+        raise ToolError(f"The {what} is longer than {MAX_PATH_CHARS} characters. {NO_REQUEST}")
+    if text.startswith("/"):
+        raise ToolError(
+            f"Refused {shown}: it is absolute; give a path inside the repository, "
+            f"e.g. 'src/app.py'. {NO_REQUEST}"
+        )
+    reason = _unsafe_characters(text)
+    if reason:
+        raise ToolError(f"Refused {shown}: {reason}. {NO_REQUEST}")
+    if not text:
+        return []
+    segments = text.removesuffix("/").split("/")
+    for segment in segments:
+        folded = unicodedata.normalize("NFKC", segment)
+        if segment in ("", ".", "..") or folded in (".", "..") or "/" in folded:
+            raise ToolError(
+                f"Refused {shown}: it must stay inside the repository (no '..', '.' or "
+                f"empty segments). {NO_REQUEST}"
+            )
+        if len(segment.encode()) > MAX_SEGMENT_BYTES:
+            raise ToolError(f"Refused {shown}: a segment is over 255 bytes. {NO_REQUEST}")
+    return segments
+
+
+def encode_path(segments: list[str]) -> str:
+    """Validated path segments percent-encoded one by one and joined with '/'."""
+    return "/".join(quote(segment, safe="") for segment in segments)
+
+
+def check_ref(ref: str) -> str:
+    """A branch, tag or commit SHA that git would accept as a ref name; ToolError otherwise."""
+    text = ref.strip(" ")
+    shown = f"ref {ref[:200]!r}"
+    reason = _unsafe_characters(text)
+    if reason:
+        raise ToolError(f"Refused {shown}: {reason}. {NO_REQUEST}")
+    folded = unicodedata.normalize("NFKC", text)
+    bad = (
+        not text
+        or len(text) > MAX_REF_CHARS
+        or any(c in REF_FORBIDDEN for c in text + folded)
+        or any(".." in form or "//" in form or "@{" in form for form in (text, folded))
+        or text.startswith(("/", "-", "."))
+        or text.endswith(("/", ".", ".lock"))
+        or any(part.startswith(".") for part in text.split("/"))
+        or text == "@"
+    )
+    if bad:
+        raise ToolError(
+            f"Refused {shown}: not a valid branch, tag or commit name (no '..', spaces, "
+            f"'~^:?*[\\#', leading or trailing '/' or '.'). {NO_REQUEST}"
+        )
+    return text
+
+
+def check_search_query(query: str) -> str:
+    """Search terms that cannot widen a search beyond the one repository; ToolError otherwise."""
+    text = query.strip()
+    if not text:
+        raise ToolError(f"The search query is empty. {NO_REQUEST}")
+    if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text if c != " "):
+        raise ToolError(f"Refused the search query: it contains control characters. {NO_REQUEST}")
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    if SCOPE_QUALIFIER_RE.search(folded):
+        raise ToolError(
+            "Do not put repo:, org: or user: in the query; the search is scoped to one "
+            f"repository, chosen with the repo argument. {NO_REQUEST}"
+        )
+    return text
+
+
+# -- the request sandbox ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RequestScope:
+    """Where the requests of one client call may go: one repository, a search in it, or /rate_limit."""
+
+    owner: str = ""
+    name: str = ""
+    search: str = ""  # one of SEARCH_ENDPOINTS, with q scoped to owner/name
+    rate_limit: bool = False
+
+
+_scope: ContextVar[RequestScope | None] = ContextVar("github_request_scope", default=None)
+
+
+def _decoded_forms(segment: str) -> list[str] | None:
+    """A raw path segment and what up to three rounds of percent-decoding make of it.
+
+    None when a fourth round would still change it: nothing we build is encoded that deep.
+    """
+    forms = [segment]
+    for _ in range(3):
+        forms.append(unquote(forms[-1]))
+    return None if unquote(forms[-1]) != forms[-1] else forms
+
+
+def check_request_scope(url: httpx.URL, base: httpx.URL, scope: RequestScope | None) -> None:
+    """The last gate before a request leaves: ToolError unless `url` is inside `scope`.
+
+    Pure: compares the URL as it will be sent (raw, percent-escapes kept) with
+    the API base and the scope of the current call. Every segment, under any
+    depth of decoding, must be free of dot segments, slashes, backslashes and
+    control characters, so a server that decodes once more cannot be walked
+    out of the repository either.
+    """
+    where = url.raw_path.split(b"?", 1)[0].decode("ascii", errors="replace")[:300]
+    refused = ToolError(f"Refused to send a GitHub request to {where}: {NO_REQUEST}")
+    if scope is None:
+        raise refused
+    if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port):
+        raise refused
+    prefix = base.raw_path.split(b"?", 1)[0].decode("ascii").rstrip("/")
+    if not where.startswith(prefix + "/"):
+        raise refused
+    segments = where[len(prefix) + 1 :].split("/")
+    for i, segment in enumerate(segments):
+        last = i == len(segments) - 1
+        forms = _decoded_forms(segment)
+        if forms is None:
+            raise refused
+        for form in forms:
+            if form in (".", "..") or (not form and not last):
+                raise refused
+            if "/" in form or "\\" in form or "?" in form or "#" in form:
+                raise refused
+            if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in form):
+                raise refused
+    if scope.owner:
+        inside = segments[:3] == ["repos", scope.owner, scope.name]
+        if scope.search:
+            inside = (
+                scope.search in SEARCH_ENDPOINTS
+                and "/" + "/".join(segments) == scope.search
+                and _search_scoped(url, scope)
+            )
+        if not inside:
+            raise ToolError(
+                f"Refused to send a GitHub request to {where}: it is outside "
+                f"{scope.owner}/{scope.name}. {NO_REQUEST} (If the repository was renamed "
+                "or moved, bind its new name with `!repo owner/name`.)"
+            )
+    elif not (scope.rate_limit and segments == ["rate_limit"]):
+        raise refused
+
+
+def _search_scoped(url: httpx.URL, scope: RequestScope) -> bool:
+    """True when the search query names exactly this repository and no other owner or repo."""
+    words = unicodedata.normalize("NFKC", url.params.get("q", "")).casefold().split()
+    scoped = [w for w in words if SCOPE_QUALIFIER_RE.search(w)]
+    return scoped == [f"repo:{scope.owner}/{scope.name}".casefold()]
+
+
+class SandboxTransport(httpx.AsyncBaseTransport):
+    """Refuses every request outside the current call's `RequestScope`; nothing bypasses it.
+
+    It is the transport githubkit sends through, so redirects and any future
+    call are checked too; a call that set no scope can send nothing.
+    """
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, base_url: str) -> None:
+        self.inner = inner
+        self.base = httpx.URL(base_url.rstrip("/") + "/")
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Check the URL against the scope, then send it."""
+        check_request_scope(request.url, self.base, _scope.get())
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """githubkit closes this after every call: the pool belongs to the client."""
 
 
 # -- HTTP cache ------------------------------------------------------------------------
@@ -261,6 +486,12 @@ def describe_github_error(exc: Exception, what: str) -> ToolError:
         message = _error_message(exc)
         if status == 401:
             return ToolError(f"GitHub rejected the token (401) while {what}: check GITHUB_TOKEN.")
+        if status == 403 and _error_code(exc) == "too_large":
+            return ToolError(
+                f"The file is over the 1 MB that GitHub's contents API returns (403 too_large) "
+                f"while {what}, so none of its text could be read. Use search_code to find the "
+                "lines you need, or read a smaller file."
+            )
         if status == 403:
             return ToolError(
                 f"GitHub refused access (403) while {what}: the token lacks permission{message}."
@@ -280,6 +511,18 @@ def describe_github_error(exc: Exception, what: str) -> ToolError:
     if isinstance(exc, ValidationError):
         return ToolError(f"GitHub sent a response of an unexpected shape while {what}.")
     return ToolError(f"GitHub request failed while {what} ({type(exc).__name__}).")
+
+
+def _error_code(exc: RequestFailed) -> str:
+    """The first `errors[].code` of a GitHub error body ('too_large', 'invalid', ...), or ''."""
+    try:
+        data = json.loads(exc.response.raw_response.content or b"{}")
+    except (ValueError, httpx.ResponseNotRead):
+        return ""
+    errors = data.get("errors") if isinstance(data, dict) else None
+    if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+        return str(errors[0].get("code", ""))
+    return ""
 
 
 def _error_message(exc: RequestFailed) -> str:
@@ -349,16 +592,17 @@ class GitHubClient:
         self.cache = HttpCache(store) if store is not None else None
         inner = transport or httpx.AsyncHTTPTransport(retries=1)
         self.transport = ConditionalCacheTransport(inner, self.cache)
+        self.sandbox = SandboxTransport(self.transport, settings.api_url)
         self._github: GitHub[Any] = GitHub(
             token or None,
             base_url=settings.api_url,
             user_agent="archbot (+https://github.com/archbot)",
             timeout=REQUEST_TIMEOUT,
-            async_transport=self.transport,
+            async_transport=self.sandbox,
             http_cache=False,  # our conditional cache lives in archbot's SQLite instead
             throttler=LocalThrottler(MAX_CONCURRENT_REQUESTS),
             auto_retry=BoundedRetry(),
-            follow_redirects=True,
+            follow_redirects=True,  # each hop passes the sandbox again
         )
         self.rest: RestNamespace = self._github.rest(API_VERSION)
 
@@ -367,32 +611,50 @@ class GitHubClient:
         await self.transport.close_inner()
 
     @asynccontextmanager
-    async def _errors(self, what: str) -> AsyncIterator[None]:
+    async def _call(self, what: str, scope: RequestScope) -> AsyncIterator[None]:
+        """Run one API call inside `scope` (the sandbox checks it) and translate its errors."""
+        token = _scope.set(scope)
         try:
             yield
         except ArchbotError:
             raise
+        except RequestError as exc:
+            if isinstance(exc.exc, ToolError):  # the sandbox refused; githubkit wrapped it
+                log.warning("github: %s refused by the sandbox: %s", what, exc.exc)
+                raise exc.exc from None
+            log.info("github: %s failed: %r", what, exc)
+            raise describe_github_error(exc, what) from None
         except (GitHubException, ValidationError) as exc:
             not_found = isinstance(exc, RequestFailed) and exc.response.status_code == 404
             log.log(
                 logging.DEBUG if not_found else logging.INFO, "github: %s failed: %r", what, exc
             )
             raise describe_github_error(exc, what) from None
+        finally:
+            _scope.reset(token)
 
     async def repository(self, repo: str) -> FullRepository:
         """GET /repos/{owner}/{repo}."""
         owner, name = split_repo(repo)
-        async with self._errors(f"reading repository {repo}"):
+        async with self._call(f"reading repository {repo}", RequestScope(owner, name)):
             resp = await self.rest.repos.async_get(owner, name)
             return resp.parsed_data
+
+    async def rate_limit(self) -> tuple[int, int]:
+        """GET /rate_limit: (remaining, limit) of the core budget."""
+        async with self._call("checking the token", RequestScope(rate_limit=True)):
+            resp = await self.rest.rate_limit.async_get()
+            core = resp.parsed_data.resources.core
+            return core.remaining, core.limit
 
     async def search_code(
         self, repo: str, query: str, per_page: int = 10
     ) -> SearchCodeGetResponse200:
         """Code search scoped to one repository, with text-match fragments."""
         owner, name = split_repo(repo)
-        q = f"{query.strip()} repo:{owner}/{name}"
-        async with self._errors(f"searching code in {repo}"):
+        q = f"{check_search_query(query)} repo:{owner}/{name}"
+        scope = RequestScope(owner, name, search="/search/code")
+        async with self._call(f"searching code in {repo}", scope):
             resp = await self.rest.search.async_code(
                 q=q, per_page=per_page, headers={"Accept": TEXT_MATCH}
             )
@@ -403,13 +665,17 @@ class GitHubClient:
     ) -> ContentFile | list[ContentDirectoryItems] | ContentSymlink | ContentSubmodule:
         """GET /repos/{owner}/{repo}/contents/{path} (a file, a directory listing, ...)."""
         owner, name = split_repo(repo)
-        clean = path.strip().strip("/")
+        segments = check_path(path)
+        ref = check_ref(ref) if ref is not None and ref.strip() else None
+        clean = "/".join(segments)
         where = f"reading {repo}/{clean}" + (f"@{ref}" if ref else "")
-        async with self._errors(where):
+        async with self._call(where, RequestScope(owner, name)):
+            # githubkit pastes path parameters into its URL template unencoded: encode here.
+            encoded = encode_path(segments)
             if ref:
-                resp = await self.rest.repos.async_get_content(owner, name, clean, ref=ref)
+                resp = await self.rest.repos.async_get_content(owner, name, encoded, ref=ref)
             else:
-                resp = await self.rest.repos.async_get_content(owner, name, clean)
+                resp = await self.rest.repos.async_get_content(owner, name, encoded)
             return resp.parsed_data
 
     async def merged_pulls(
@@ -418,7 +684,8 @@ class GitHubClient:
         """Pull requests merged since a moment (search API), newest first; (total, items)."""
         owner, name = split_repo(repo)
         q = f"repo:{owner}/{name} is:pr is:merged merged:>={since.strftime('%Y-%m-%dT%H:%M:%SZ')}"
-        async with self._errors(f"listing merged pull requests of {repo}"):
+        scope = RequestScope(owner, name, search="/search/issues")
+        async with self._call(f"listing merged pull requests of {repo}", scope):
             resp = await self.rest.search.async_issues_and_pull_requests(
                 q=q, sort="updated", order="desc", per_page=per_page
             )
@@ -428,7 +695,10 @@ class GitHubClient:
     async def pull_files(self, repo: str, number: int) -> list[DiffEntry]:
         """Files a pull request touched (first 100)."""
         owner, name = split_repo(repo)
-        async with self._errors(f"listing files of pull request #{number} in {repo}"):
+        if number < 1:
+            raise ToolError(f"#{number} is not a pull request number. {NO_REQUEST}")
+        what = f"listing files of pull request #{number} in {repo}"
+        async with self._call(what, RequestScope(owner, name)):
             resp = await self.rest.pulls.async_list_files(owner, name, number, per_page=100)
             return list(resp.parsed_data)
 
@@ -437,10 +707,11 @@ class GitHubClient:
     ) -> list[Commit]:
         """Commits on the default branch since a moment, optionally touching `path`."""
         owner, name = split_repo(repo)
-        async with self._errors(f"listing commits of {repo}"):
-            if path:
+        clean = "/".join(check_path(path)) if path else None
+        async with self._call(f"listing commits of {repo}", RequestScope(owner, name)):
+            if clean:
                 resp = await self.rest.repos.async_list_commits(
-                    owner, name, since=since, path=path, per_page=per_page
+                    owner, name, since=since, path=clean, per_page=per_page
                 )
             else:
                 resp = await self.rest.repos.async_list_commits(
@@ -451,7 +722,9 @@ class GitHubClient:
     async def commit(self, repo: str, sha: str) -> Commit:
         """One commit with its files."""
         owner, name = split_repo(repo)
-        async with self._errors(f"reading commit {sha[:7]} of {repo}"):
+        if SHA_RE.fullmatch(sha) is None:
+            raise ToolError(f"{sha[:80]!r} is not a commit SHA. {NO_REQUEST}")
+        async with self._call(f"reading commit {sha[:7]} of {repo}", RequestScope(owner, name)):
             resp = await self.rest.repos.async_get_commit(owner, name, sha)
             return resp.parsed_data
 
@@ -459,6 +732,8 @@ class GitHubClient:
         self, repo: str, since: datetime, path: str | None = None, detail_limit: int = 8
     ) -> Activity:
         """Merged PRs and commits since `since`, with touched paths for the newest ones."""
+        split_repo(repo)
+        path = "/".join(check_path(path)) or None if path else None
         commits = await self.commits(repo, since, path)
         pulls_total, items = await self.merged_pulls(repo, since)
         notes: list[str] = []
@@ -489,7 +764,7 @@ class GitHubClient:
             pull.files = [f.filename for f in files[:20]]
             pull.more_files = max(0, len(files) - 20)
         if path:
-            prefix = path.strip("/")
+            prefix = path
             pulls = [
                 p
                 for p in pulls
@@ -582,10 +857,9 @@ async def doctor_check(settings: Settings, secrets: Secrets) -> str | None:
             auth = "with GITHUB_TOKEN" if token else "without a token (code search needs one)"
             return f"{info.full_name} reachable ({visibility}, default branch {info.default_branch}) {auth}"
         try:
-            resp = await client.rest.rate_limit.async_get()
-        except (GitHubException, ValidationError) as exc:
-            raise ArchbotError(str(describe_github_error(exc, "checking the token"))) from None
-        core = resp.parsed_data.resources.core
-        return f"token accepted ({core.remaining}/{core.limit} requests left this hour); no default_repo set"
+            remaining, limit = await client.rate_limit()
+        except ToolError as exc:
+            raise ArchbotError(str(exc)) from None
+        return f"token accepted ({remaining}/{limit} requests left this hour); no default_repo set"
     finally:
         await client.aclose()

@@ -137,3 +137,51 @@ def test_rate_limited_github_gives_a_tool_error_and_the_turn_completes(
     assert is_error
     assert "GitHub rate limit reached (primary limit)" in text
     assert "ghp-test-not-real" not in done.stdout + done.stderr + text
+
+
+# Each form a hostile repository file or web page could talk the model into (issue 8).
+ESCAPES: list[tuple[str, dict[str, str]]] = [
+    ("dot-dot segments", {"path": "../../../other-org/x/contents/y"}),
+    ("encoded dot-dot", {"path": "%2e%2e/%2e%2e/%2e%2e/other-org/x/contents/y"}),
+    ("encoded slash", {"path": "..%2f..%2f..%2fother-org%2fx%2fcontents%2fy"}),
+    ("double-encoded dot-dot", {"path": "%252e%252e/%252e%252e/%252e%252e/other-org/x"}),
+    ("backslashes", {"path": "..\\..\\..\\other-org\\x\\contents\\y"}),
+    ("ref with dot-dot", {"path": "README.md", "ref": "../../../other-org/x"}),
+    ("query string", {"path": "README.md?ref=../../../other-org/x"}),
+    ("fragment", {"path": "README.md#../../other-org"}),
+    ("repo with a path tail", {"path": "README.md", "repo": "acme/trading/../../other/x"}),
+    ("absolute path", {"path": "/orgs/other-org/members"}),
+]
+
+
+def test_read_file_cannot_leave_the_repository_through_archbot_chat(
+    tmp_path: Path, fakes: Fakes
+) -> None:
+    for _, tool_input in ESCAPES:
+        fakes.model.reply_tool_use("read_file", tool_input)
+    fakes.model.reply_tool_use("read_file", {"path": "README.md"})  # the sandbox still reads
+    fakes.model.reply_text("Only the repository's own files.")
+
+    done = chat(
+        "Read the other org's members.",
+        cwd=tmp_path,
+        anthropic_url=fakes.model_url,
+        env={**fakes.env, "ARCHBOT_LLM__MAX_TOOL_ROUNDS": str(len(ESCAPES) + 2)},
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "Only the repository's own files." in done.stdout
+    requests = fakes.model.message_requests
+    assert len(requests) == len(ESCAPES) + 2
+    answered = {form: tool_result(r) for (form, _), r in zip(ESCAPES, requests[1:], strict=False)}
+    not_refused = {
+        form: text
+        for form, (text, is_error) in answered.items()
+        if not is_error or "No request was sent" not in text
+    }
+    assert not_refused == {}
+    text, is_error = tool_result(requests[-1])
+    assert not is_error and "Ingestion, features, models and execution." in text
+    # Nothing was sent for any hostile form: the one request is the final, honest read.
+    assert [r.raw_path for r in fakes.github.requests] == ["/repos/acme/trading/contents/README.md"]
+    assert fakes.github.requests_outside("/repos/acme/trading/") == []

@@ -5,7 +5,9 @@ schemas: githubkit validates them), filled with the fake's repositories,
 files, pull requests and commits. Contents answer with the file's git blob
 SHA as ETag and 304 to a matching If-None-Match; every request is recorded.
 Set `rate_limited` to "primary" or "secondary" to get GitHub's rate-limit
-responses. Runs in a `ServerThread`, so subprocesses can use it too.
+responses, `redirects` to answer a path with a 301 (a renamed repository).
+`requests_outside(prefix)` lists every request that got anywhere else, judged
+on the raw request target decoded up to three times. Runs in a `ServerThread`, so subprocesses can use it too.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from aiohttp import web
 
@@ -59,9 +62,25 @@ class FakeCommit:
 @dataclass
 class FakeRequest:
     method: str
-    path: str
+    path: str  # decoded, as aiohttp routes it
     query: dict[str, str]
     headers: dict[str, str]
+    raw_path: str = ""  # the request target exactly as it arrived (percent-escapes kept)
+
+    def decoded_paths(self) -> list[str]:
+        """The raw path decoded zero, one, two and three times (a server may decode any of them)."""
+        forms = [self.raw_path.split("?", 1)[0]]
+        for _ in range(3):
+            forms.append(unquote(forms[-1]))
+        return forms
+
+    def inside(self, prefix: str) -> bool:
+        """True when every decoding of the path stays under `prefix`, with no dot segments."""
+        for form in [*self.decoded_paths(), self.path]:
+            segments = form.replace("\\", "/").split("/")
+            if not form.startswith(prefix) or "." in segments or ".." in segments:
+                return False
+        return True
 
 
 @dataclass
@@ -72,6 +91,8 @@ class FakeGitHub:
     rate_limited: str | None = None  # "primary" | "secondary"
     require_auth_for_search: bool = True
     latency: float = 0.0  # seconds before each answer (to observe concurrency)
+    redirects: dict[str, str] = field(default_factory=dict)  # path -> Location of a 301
+    too_large_as_403: bool = False  # older GitHub: a file over 1 MB is a 403 too_large
     requests: list[FakeRequest] = field(default_factory=list)
     not_modified: int = 0
     in_flight: int = 0
@@ -92,6 +113,11 @@ class FakeGitHub:
     def add_commit(self, repo: str, commit: FakeCommit) -> None:
         """A commit on the default branch."""
         self.commits.setdefault(repo, []).append(commit)
+
+    def requests_outside(self, prefix: str) -> list[FakeRequest]:
+        """Recorded requests that reached anything but `prefix` (under any decoding)."""
+        with self._lock:
+            return [r for r in self.requests if not r.inside(prefix)]
 
     def requests_to(self, prefix: str) -> list[FakeRequest]:
         """Recorded requests whose path starts with `prefix`."""
@@ -117,8 +143,20 @@ class FakeGitHub:
         with self._lock:
             self.requests.append(
                 FakeRequest(
-                    request.method, request.path, dict(request.query), dict(request.headers)
+                    request.method,
+                    request.path,
+                    dict(request.query),
+                    dict(request.headers),
+                    request.raw_path,
                 )
+            )
+        if request.path in self.redirects:
+            # What GitHub answers for a renamed or transferred repository.
+            location = self.redirects[request.path]
+            return web.json_response(
+                {"message": "Moved Permanently", "url": location, "documentation_url": ""},
+                status=301,
+                headers={"Location": location},
             )
         if self.rate_limited == "primary":
             reset = int(time.time()) + 3600
@@ -229,17 +267,30 @@ class FakeGitHub:
             return self._not_found()
         if path in files:
             data = files[path]
+            if self.too_large_as_403 and len(data) > 1_000_000:
+                return web.json_response(
+                    {
+                        "message": "This API returns blobs up to 1 MB in size. The requested "
+                        "blob is too large to fetch via the API, but you can use the Git Data "
+                        "API to request blobs up to 100 MB in size.",
+                        "errors": [{"resource": "Blob", "field": "data", "code": "too_large"}],
+                        "documentation_url": "https://docs.github.com/rest/repos/contents#get-repository-content",
+                        "status": "403",
+                    },
+                    status=403,
+                )
             return self._json(
                 request, self._content_payload(repo, path, data), etag=f'"{blob_sha(data)}"'
             )
-        children = sorted(p for p in files if p.startswith(path + "/"))
+        base = f"{path}/" if path else ""  # '' is the repository root
+        children = sorted(p for p in files if p.startswith(base))
         if not children:
             return self._not_found()
         entries: dict[str, dict[str, Any]] = {}
         for child in children:
-            rest = child[len(path) + 1 :]
+            rest = child[len(base) :]
             name = rest.split("/", 1)[0]
-            full = f"{path}/{name}"
+            full = f"{base}{name}"
             if name in entries:
                 continue
             item = self._content_payload(repo, full, files.get(full, b""))
