@@ -18,7 +18,8 @@ with warnings.catch_warnings():  # discord.py imports audioop, deprecated since 
     warnings.simplefilter("ignore", DeprecationWarning)
     import discord
 
-from adapters import discord_adapter
+from adapters.discord import adapter as discord_adapter
+from adapters.discord import client as discord_client
 from adapters.runner import run_forever
 from bot.app import build_core
 from bot.errors import ArchbotError
@@ -91,7 +92,7 @@ def discord_secrets(fake_model: FakeAnthropic | None, token: str = TOKEN) -> Sec
 @pytest.fixture(autouse=True)
 def quick_ready(monkeypatch: pytest.MonkeyPatch) -> None:
     """The fake sends every GUILD_CREATE right after READY: no need to wait 2 s for more."""
-    monkeypatch.setattr(discord_adapter, "GUILD_READY_TIMEOUT", 0.1)
+    monkeypatch.setattr(discord_client, "GUILD_READY_TIMEOUT", 0.1)
 
 
 @pytest.fixture
@@ -469,7 +470,7 @@ async def test_failed_send_is_logged_with_the_thread_key_and_the_answer_kept(
     dm = fake.new_id()
     fake.fail("POST", rf"/channels/{dm}/messages", 403, code=50007)
     model.reply_text("An answer that cannot be delivered.")
-    with caplog.at_level(logging.ERROR, logger="adapters.discord_adapter"):
+    with caplog.at_level(logging.ERROR, logger="adapters.discord.client"):
         fake.message("are you there?", channel_id=dm, dm=True)
         await eventually(
             lambda: any("stays stored" in r.getMessage() for r in caplog.records), "the failure log"
@@ -501,7 +502,7 @@ async def test_slow_slash_command_is_deferred_then_followed_up(
         return await handle(msg)
 
     monkeypatch.setattr(consultant, "handle", slow_handle)
-    monkeypatch.setattr(discord_adapter, "DEFER_AFTER", 0.05)
+    monkeypatch.setattr(discord_client, "DEFER_AFTER", 0.05)
     fake.interaction([{"name": "help", "type": 1, "options": []}])
     callbacks = r"/interactions/\d+/[^/]+/callback"
     await eventually(lambda: fake.rest("POST", callbacks), "the deferral")

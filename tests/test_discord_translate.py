@@ -13,11 +13,10 @@ with warnings.catch_warnings():  # discord.py imports audioop, deprecated since 
     warnings.simplefilter("ignore", DeprecationWarning)
     import discord
 
-from adapters.discord_adapter import (
-    INTENT_HELP,
+from adapters.discord.connect import INTENT_HELP, describe_connect_error
+from adapters.discord.translate import (
     Where,
     command_text,
-    describe_connect_error,
     incoming_from_payload,
     is_from_bot,
     mentions_bot,
