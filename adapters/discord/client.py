@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -14,14 +16,14 @@ from discord import app_commands
 from discord.gateway import DiscordWebSocket
 
 from adapters.discord.commands import ArchbotCommands
-from adapters.discord.connect import configure_api, describe_connect_error
+from adapters.discord.connect import configure_api, describe_connect_error, skip_unparsable
 from adapters.discord.outbox import MESSAGE_LIMIT, NO_PINGS, DiscordOutbox, Sendable
 from adapters.discord.translate import (
     context_from_messages,
     incoming_from_interaction,
     incoming_from_payload,
     is_from_bot,
-    mentions_bot,
+    is_system_message,
     payload_of,
     thread_name,
     where_of,
@@ -41,6 +43,29 @@ DEFER_AFTER = 2.0  # Discord wants an interaction response within 3 s
 GUILD_READY_TIMEOUT = 0.25
 THREAD_EXISTS = 160004  # "A thread has already been created for this message"
 NOT_ALLOWED = "You can't use archbot here (see [access] in the bot's config)."
+RAW_KEPT = 256  # raw payloads waiting for on_message; it takes each within a loop turn or two
+
+
+class _Turn:
+    """A message's place in its thread's line; the next message waits until this one is done."""
+
+    def __init__(self, key: str, earlier: _Turn | None, line: dict[str, _Turn]) -> None:
+        self.key = key
+        self.earlier = earlier
+        self.line = line
+        self.finished = asyncio.Event()
+
+    async def wait_for_earlier(self) -> None:
+        """Return once the message before this one in the same thread has been answered."""
+        if self.earlier is not None:
+            await self.earlier.finished.wait()
+            self.earlier = None  # let it be collected
+
+    def done(self) -> None:
+        """Let the next message of the thread go (also when this one failed)."""
+        self.finished.set()
+        if self.line.get(self.key) is self:
+            del self.line[self.key]
 
 
 class ArchbotClient(discord.Client):
@@ -62,6 +87,23 @@ class ArchbotClient(discord.Client):
         self.stopping = False
         self.inflight: set[asyncio.Task[Any]] = set()
         self.synced_commands: list[app_commands.AppCommand] = []
+        # Raw MESSAGE_CREATE payloads until on_message takes them: discord.py drops
+        # `author.system` when it rebuilds a guild Member, and the raw payload has it.
+        self._raw_messages: OrderedDict[str, Mapping[str, Any]] = OrderedDict()
+        self._last_turn: dict[str, _Turn] = {}
+        parsers = self._connection.parsers
+        parsers["MESSAGE_CREATE"] = self._keeping_raw(parsers["MESSAGE_CREATE"])
+        skip_unparsable(parsers)
+
+    def _keeping_raw(self, parse: Callable[[Any], None]) -> Callable[[Any], None]:
+        def parse_message_create(data: Any) -> None:
+            if isinstance(data, dict):
+                self._raw_messages[str(data.get("id"))] = data
+                while len(self._raw_messages) > RAW_KEPT:
+                    self._raw_messages.popitem(last=False)
+            parse(data)
+
+        return parse_message_create
 
     async def setup_hook(self) -> None:
         """Find the gateway through the configured API and sync the /archbot commands."""
@@ -84,24 +126,25 @@ class ArchbotClient(discord.Client):
 
     async def on_message(self, message: discord.Message) -> None:
         """Decide whether to answer; if so run one turn and post the reply."""
+        raw = self._raw_messages.pop(str(message.id), None)
         if self.stopping or self.user is None or message.author.bot:
             return
         task = asyncio.current_task()
         if task is not None:
             self.inflight.add(task)
         try:
-            await self._on_message(message)
+            await self._on_message(message, raw or payload_of(message))
         except Exception:
             log.exception("discord: handling message %s failed", message.id)
         finally:
             if task is not None:
                 self.inflight.discard(task)
 
-    async def _on_message(self, message: discord.Message) -> None:
+    async def _on_message(self, message: discord.Message, payload: Mapping[str, Any]) -> None:
         assert self.user is not None
         bot_id = self.user.id
-        payload = payload_of(message)
-        if is_from_bot(payload):
+        if is_from_bot(payload) or is_system_message(payload):
+            log.debug("discord: ignoring message %s (type %s)", message.id, payload.get("type"))
             return
         channel: object = message.channel
         if isinstance(channel, discord.PartialMessageable) and message.guild is not None:
@@ -112,32 +155,52 @@ class ArchbotClient(discord.Client):
             return
         own_role = message.guild.self_role if message.guild else None
         role_id = str(own_role.id) if own_role else None
-        mentioned = mentions_bot(payload, str(bot_id), role_id)
         msg = incoming_from_payload(payload, bot_id=str(bot_id), where=where, role_id=role_id)
+        if not msg.has_content and not msg.mentioned:
+            log.debug("discord: ignoring message %s: nothing to read", message.id)
+            return
         consultant = self.core.consultant
         target: Sendable
         if where.kind == "dm":
             assert isinstance(channel, discord.abc.Messageable)
             target = channel
+            turn = self._queue_turn(msg.thread_key)
         elif where.kind == "thread":
             assert isinstance(channel, discord.Thread)
             known = consultant.knows_thread(msg.thread_key)
-            if not known and not mentioned:
+            if not known and not msg.mentioned:
                 return
+            turn = self._queue_turn(msg.thread_key)
             if not known and consultant.allowed(msg):
+                consultant.accept(msg)  # follow-ups typed while the context is read are answered
                 msg = replace(msg, prior_context=await self._thread_context(channel, message))
             target = channel
         else:
-            if not mentioned or not consultant.allowed(msg):
+            if not msg.mentioned or not consultant.allowed(msg):
                 return
             if is_command(msg.text):
                 # `@archbot !help` in a channel: answer in place, keyed like /archbot there.
                 msg = replace(msg, thread=msg.channel)
                 assert isinstance(channel, discord.abc.Messageable)
                 target = channel
+                turn = self._queue_turn(msg.thread_key)
             else:
+                # Join now, before any await: the thread opened on this message has the
+                # message's id, so its follow-ups carry this very thread key.
+                consultant.accept(msg)
+                turn = self._queue_turn(msg.thread_key)
                 target = await self._open_thread(message, msg.text)
-        await self.answer(target, msg)
+        try:
+            await turn.wait_for_earlier()
+            await self.answer(target, msg)
+        finally:
+            turn.done()
+
+    def _queue_turn(self, thread_key: str) -> _Turn:
+        """This message's place in its thread's line: the core sees messages in arrival order."""
+        turn = _Turn(thread_key, self._last_turn.get(thread_key), self._last_turn)
+        self._last_turn[thread_key] = turn
+        return turn
 
     async def answer(self, target: Sendable, msg: IncomingMessage) -> None:
         """One turn with the typing indicator on; the reply is posted in parts."""

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Collection
+from typing import Any
+
 import aiohttp
 import discord
+
+log = logging.getLogger(__name__)
 
 INTENT_HELP = (
     "Discord refused the gateway connection (close code 4014, disallowed intent): turn on "
@@ -41,3 +47,42 @@ def describe_connect_error(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientError | OSError):
         return f"cannot reach Discord at {discord.http.Route.BASE}: {type(exc).__name__}: {exc}"
     return f"Discord connection failed: {type(exc).__name__}: {exc}"
+
+
+def parse_error_line(event: str, exc: BaseException, data: Any) -> str:
+    """One line for a gateway event discord.py could not parse: the event type and the error.
+
+    Never the payload (an interaction carries its token); a token the error
+    happens to quote is blanked.
+    """
+    detail = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:200]
+    token = data.get("token") if isinstance(data, dict) else None
+    if isinstance(token, str) and token:
+        detail = detail.replace(token, "[token]")
+    return f"discord: skipped a {event} event that discord.py could not parse ({detail})"
+
+
+def skip_unparsable(
+    parsers: dict[str, Callable[[Any], None]], *, except_for: Collection[str] = ("READY",)
+) -> None:
+    """Make each gateway dispatch parser log and skip a payload it cannot parse.
+
+    discord.py calls these parsers inside its websocket read loop
+    (`DiscordWebSocket.received_message`), where an exception ends the
+    connection and with it `archbot run`. READY stays as it is: without it
+    there is no session to keep.
+    """
+    for event, parse in list(parsers.items()):
+        if event not in except_for:
+            parsers[event] = _skipping(event, parse)
+
+
+def _skipping(event: str, parse: Callable[[Any], None]) -> Callable[[Any], None]:
+    def parse_or_skip(data: Any) -> None:
+        try:
+            parse(data)
+        except Exception as exc:
+            log.warning(parse_error_line(event, exc, data))
+            log.debug("discord: %s parse failure", event, exc_info=True)
+
+    return parse_or_skip

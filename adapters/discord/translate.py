@@ -9,10 +9,18 @@ from typing import Any, Literal
 
 import discord
 
-from bot.events import ContextMessage, IncomingMessage
+from bot.events import Attachment, ContextMessage, ForwardedMessage, IncomingMessage
 
 PLATFORM = "discord"
 THREAD_NAME_LIMIT = 100
+# Message types people write: DEFAULT and REPLY. Every other type is a notice Discord
+# makes (pins, "added to thread", thread created, boosts, ...), never a question.
+PERSON_MESSAGE_TYPES = frozenset({0, 19})
+FORWARD = 1  # message_reference.type of a forward (0 is a reply)
+FORWARD_TEXT_LIMIT = 8000  # a snapshot holds at most 4000 chars of content plus embeds
+ATTACHMENT_LIMIT = 10  # Discord allows 10 files per message
+FILE_NAME_LIMIT = 200
+SNOWFLAKE = re.compile(r"[0-9]{1,20}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +58,81 @@ def mentions_bot(payload: Mapping[str, Any], bot_id: str, role_id: str | None = 
 
 
 def is_from_bot(payload: Mapping[str, Any]) -> bool:
-    """Messages by bots (and webhooks) are never answered."""
+    """Messages by bots, webhooks and Discord's system user are never answered."""
     author = payload.get("author") or {}
     return bool(author.get("bot") or author.get("system") or payload.get("webhook_id"))
+
+
+def is_system_message(payload: Mapping[str, Any]) -> bool:
+    """True for Discord's own notices: every message type but default (0) and reply (19)."""
+    return payload.get("type", 0) not in PERSON_MESSAGE_TYPES
+
+
+def _one_line(text: str, limit: int) -> str:
+    """Untrusted short text (a file name) on one line, capped: it cannot fake a new line."""
+    flat = re.sub(r"[\x00-\x1f\x7f\u2028\u2029]+", " ", text).strip()
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def attachments_of(message: Mapping[str, Any]) -> tuple[Attachment, ...]:
+    """The files on a message (or a forward's snapshot): name, type and size, never the bytes."""
+    out: list[Attachment] = []
+    for item in (message.get("attachments") or [])[:ATTACHMENT_LIMIT]:
+        if not isinstance(item, Mapping):
+            continue
+        name = _one_line(str(item.get("filename") or item.get("title") or "file"), FILE_NAME_LIMIT)
+        mimetype = _one_line(str(item.get("content_type") or ""), 100)
+        size = item.get("size")
+        out.append(
+            Attachment(name, mimetype, size if isinstance(size, int) and size >= 0 else None)
+        )
+    return tuple(out)
+
+
+def _snapshot_text(message: Mapping[str, Any]) -> str:
+    """A forwarded message's words: its content, then the titles and text of its embeds."""
+    parts = [str(message.get("content") or "").strip()]
+    for embed in message.get("embeds") or []:
+        if isinstance(embed, Mapping):
+            parts.extend(str(embed.get(k) or "").strip() for k in ("title", "description"))
+    text = "\n\n".join(p for p in parts if p)
+    return text if len(text) <= FORWARD_TEXT_LIMIT else text[:FORWARD_TEXT_LIMIT] + " [...cut]"
+
+
+def forward_source(payload: Mapping[str, Any]) -> str:
+    """A link to the message a forward was taken from, built only from validated ids."""
+    ref = payload.get("message_reference") or {}
+    if ref.get("type") != FORWARD:
+        return ""
+    guild = str(ref.get("guild_id") or "@me")
+    channel, message = str(ref.get("channel_id") or ""), str(ref.get("message_id") or "")
+    if not all(SNOWFLAKE.fullmatch(x) for x in (channel, message)):
+        return ""
+    if guild != "@me" and not SNOWFLAKE.fullmatch(guild):
+        return ""
+    return f"https://discord.com/channels/{guild}/{channel}/{message}"
+
+
+def forwarded_of(
+    payload: Mapping[str, Any],
+) -> tuple[tuple[ForwardedMessage, ...], tuple[Attachment, ...]]:
+    """The words and files a forward carries in `message_snapshots` (its own content is empty).
+
+    Snapshots carry no author (Discord leaves it out), so only the source link is known.
+    A snapshot with no words adds no ForwardedMessage, so an empty forward has nothing to read.
+    """
+    source = forward_source(payload)
+    forwarded: list[ForwardedMessage] = []
+    files: list[Attachment] = []
+    for snapshot in payload.get("message_snapshots") or []:
+        message = snapshot.get("message") if isinstance(snapshot, Mapping) else None
+        if not isinstance(message, Mapping):
+            continue
+        text = _snapshot_text(message)
+        if text:
+            forwarded.append(ForwardedMessage(text=text, source=source))
+        files.extend(attachments_of(message))
+    return tuple(forwarded), tuple(files[:ATTACHMENT_LIMIT])
 
 
 def display_name(payload: Mapping[str, Any]) -> str:
@@ -77,6 +157,7 @@ def incoming_from_payload(
     author = payload.get("author") or {}
     guild_id = payload.get("guild_id")
     message_id = str(payload["id"])
+    forwarded, forwarded_files = forwarded_of(payload)
     if where.kind == "dm":
         channel, thread = where.channel_id, where.channel_id
     elif where.kind == "thread":
@@ -93,6 +174,9 @@ def incoming_from_payload(
         text=strip_bot_mention(payload.get("content") or "", bot_id, role_id),
         event_id=message_id,
         is_dm=where.kind == "dm",
+        forwarded=forwarded,
+        attachments=attachments_of(payload) + forwarded_files,
+        mentioned=mentions_bot(payload, bot_id, role_id),
     )
 
 
@@ -116,10 +200,23 @@ def where_of(channel: object) -> Where | None:
     return None
 
 
+def _files_of(attachments: list[discord.Attachment]) -> list[dict[str, Any]]:
+    return [
+        {"filename": a.filename, "content_type": a.content_type, "size": a.size}
+        for a in attachments
+    ]
+
+
 def payload_of(message: discord.Message) -> dict[str, Any]:
-    """The fields of a discord.py Message that `incoming_from_payload` reads."""
+    """The fields of a discord.py Message that `incoming_from_payload` reads.
+
+    Only a fallback: the client prefers the raw MESSAGE_CREATE payload, because
+    discord.py loses `author.system` when it rebuilds a guild Member.
+    """
     author = message.author
+    ref = message.reference
     return {
+        "type": message.type.value,
         "id": str(message.id),
         "channel_id": str(message.channel.id),
         "guild_id": str(message.guild.id) if message.guild else None,
@@ -135,16 +232,44 @@ def payload_of(message: discord.Message) -> dict[str, Any]:
         "mentions": [{"id": str(u.id)} for u in message.mentions],
         "mention_roles": [str(r) for r in message.raw_role_mentions],
         "webhook_id": str(message.webhook_id) if message.webhook_id else None,
+        "attachments": _files_of(message.attachments),
+        "message_reference": {
+            "type": ref.type.value,
+            "guild_id": str(ref.guild_id) if ref.guild_id else None,
+            "channel_id": str(ref.channel_id),
+            "message_id": str(ref.message_id) if ref.message_id else None,
+        }
+        if ref is not None
+        else None,
+        "message_snapshots": [
+            {
+                "message": {
+                    "type": snap.type.value,
+                    "content": snap.content,
+                    "embeds": [e.to_dict() for e in snap.embeds],
+                    "attachments": _files_of(snap.attachments),
+                }
+            }
+            for snap in message.message_snapshots
+        ],
     }
 
 
 def context_from_messages(
     messages: list[discord.Message], bot_id: int
 ) -> tuple[ContextMessage, ...]:
-    """Earlier thread messages (oldest first) as context for the core; empty ones skipped."""
+    """Earlier thread messages (oldest first) as context for the core.
+
+    Discord's notices (pins, joins) and messages with no words are skipped; a
+    forward counts with the words it carries.
+    """
     out: list[ContextMessage] = []
     for m in messages:
-        text = strip_bot_mention(m.content, str(bot_id))
+        if m.type.value not in PERSON_MESSAGE_TYPES:
+            continue
+        forwarded = [_snapshot_text({"content": s.content}) for s in m.message_snapshots]
+        words = [strip_bot_mention(m.content, str(bot_id)), *forwarded]
+        text = "\n\n".join(w for w in words if w)
         if not text:
             continue
         out.append(ContextMessage(user=m.author.display_name, text=text, is_bot=m.author.bot))
