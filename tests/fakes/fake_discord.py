@@ -413,7 +413,7 @@ class FakeDiscord:
         """
         target = channel_id or self.channel_id
         channel = self.channels.get(target, {"id": target, "type": 0})
-        data = {
+        data: dict[str, Any] = {
             "id": self.new_id(),
             "application_id": self.app_id,
             "type": 2,
