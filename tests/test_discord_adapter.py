@@ -543,3 +543,73 @@ async def test_thread_follow_up_after_a_restart_uses_stored_history(
     finally:
         stop.set()
         assert await asyncio.wait_for(task, 20) == 0
+
+
+async def test_follow_ups_typed_at_once_are_answered_in_order(
+    bot: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The bot joins the thread when it accepts the mention, before the thread exists."""
+    caplog.set_level(logging.DEBUG, logger="adapters.discord.client")
+    fake, model = bot.discord, bot.model
+    for answer in ("Answer one.", "Answer two.", "Answer three."):
+        model.reply_text(answer)
+    thread = fake.new_id()  # the mention's id, and so the id of the thread opened on it
+    release = fake.hold("POST", rf"/channels/{thread}/typing")
+    try:
+        fake.message(
+            f"<@{fake.bot_id}> Kafka or Redpanda?", mention_bot=True, fields={"id": thread}
+        )
+        # The thread is there and the first turn has not reached the core: type two more.
+        await eventually(lambda: fake.rest("POST", rf"/channels/{thread}/typing"), "the thread")
+        fake.message("We run on k8s.", channel_id=thread)
+        fake.message("About 40k msgs/s at peak.", channel_id=thread)
+        await eventually(
+            lambda: caplog.text.count("waits for the one before it") == 2, "both follow-ups taken"
+        )
+        assert not model.message_requests
+    finally:
+        release.set()
+    await eventually(lambda: len(bot_posts(fake, thread)) == 3, "three answers")
+    posts = [p["content"] for p in bot_posts(fake, thread)]
+    assert [p.split("\n")[0] for p in posts] == ["Answer one.", "Answer two.", "Answer three."]
+    first, second, third = (all_texts(r.body) for r in model.message_requests)
+    assert "Kafka or Redpanda?" in first and "k8s" not in first
+    assert "Answer one." in second and "We run on k8s." in second and "40k" not in second
+    assert "Answer two." in third and "About 40k msgs/s at peak." in third
+
+
+async def test_follow_up_waits_while_a_foreign_threads_history_is_read(
+    fake_discord: FakeDiscord,
+    fake_anthropic: FakeAnthropic,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Mentioned in a thread it has not seen: the next message is answered after the mention."""
+    caplog.set_level(logging.DEBUG, logger="adapters.discord.client")
+    fake, model = fake_discord, fake_anthropic
+    bob = user_payload("1100000000000000051", "bob")
+    thread = fake.add_thread(fake.channel_id, "latency", bob["id"])["id"]
+    fake.seed_message(thread, "Our p99 is 80 ms.", bob)
+    model.reply_text("First: where does the time go?")
+    model.reply_text("Then batch the requests.")
+    stop, task = await start_bot(discord_settings(tmp_path, fake), discord_secrets(model))
+    release = fake.hold("GET", rf"/channels/{thread}/messages")
+    try:
+        fake.message(
+            f"<@{fake.bot_id}> what would you change?", channel_id=thread, mention_bot=True
+        )
+        await eventually(lambda: fake.rest("GET", rf"/channels/{thread}/messages"), "the read")
+        fake.message("We serve on CPU.", channel_id=thread)
+        await eventually(lambda: "waits for the one before it" in caplog.text, "the follow-up")
+        release.set()
+        await eventually(lambda: len(bot_posts(fake, thread)) == 2, "both answers")
+        posts = [p["content"] for p in bot_posts(fake, thread)]
+        assert posts[0].startswith("First:") and posts[1].startswith("Then batch")
+        first, second = (all_texts(r.body) for r in model.message_requests)
+        assert "Our p99 is 80 ms." in first and "what would you change?" in first
+        assert "We serve on CPU." not in first
+        assert "First: where does the time go?" in second and "We serve on CPU." in second
+    finally:
+        release.set()
+        stop.set()
+        assert await asyncio.wait_for(task, 20) == 0

@@ -191,21 +191,30 @@ class ArchbotClient(discord.Client):
                 turn = self._queue_turn(msg.thread_key)
                 target = await self._open_thread(message, msg.text)
         try:
-            await turn.wait_for_earlier()
-            await self.answer(target, msg)
+            await self.answer(target, msg, turn)
         finally:
             turn.done()
 
     def _queue_turn(self, thread_key: str) -> _Turn:
         """This message's place in its thread's line: the core sees messages in arrival order."""
         turn = _Turn(thread_key, self._last_turn.get(thread_key), self._last_turn)
+        if turn.earlier is not None:
+            log.debug("discord: a message in %s waits for the one before it", thread_key)
         self._last_turn[thread_key] = turn
         return turn
 
-    async def answer(self, target: Sendable, msg: IncomingMessage) -> None:
-        """One turn with the typing indicator on; the reply is posted in parts."""
+    async def answer(
+        self, target: Sendable, msg: IncomingMessage, turn: _Turn | None = None
+    ) -> None:
+        """One turn with the typing indicator on; the reply is posted in parts.
+
+        With `turn`, the core gets the message only once the thread's earlier
+        message has been answered; the indicator already shows while it waits.
+        """
         consultant = self.core.consultant
         async with target.typing():
+            if turn is not None:
+                await turn.wait_for_earlier()
             reply = await consultant.handle(msg)
             if reply is None:
                 return
