@@ -613,3 +613,47 @@ async def test_follow_up_waits_while_a_foreign_threads_history_is_read(
         release.set()
         stop.set()
         assert await asyncio.wait_for(task, 20) == 0
+
+
+async def test_nothing_to_read_never_reaches_the_core_but_a_bare_mention_does(
+    adapter: discord_adapter.DiscordAdapter,
+    fake_discord: FakeDiscord,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = fake_discord
+    consultant = adapter.core.consultant
+    handle = consultant.handle
+    seen: list[IncomingMessage] = []
+
+    async def recording_handle(msg: IncomingMessage) -> Reply | None:
+        seen.append(msg)
+        return await handle(msg)
+
+    monkeypatch.setattr(consultant, "handle", recording_handle)
+    dm = fake.new_id()
+    sticker = {"sticker_items": [{"id": "749054660769218631", "name": "Wave", "format_type": 3}]}
+    fake.message("", channel_id=dm, dm=True, fields=sticker)
+    empty_forward = {
+        "message_reference": {"type": 1, "channel_id": "1100000000000000012", "message_id": "7"},
+        "message_snapshots": [
+            {
+                "message": {
+                    "type": 0,
+                    "content": "",
+                    "embeds": [],
+                    "attachments": [],
+                    "timestamp": "2026-11-30T08:00:00.000000+00:00",
+                    "edited_timestamp": None,
+                    "flags": 0,
+                }
+            }
+        ],
+    }
+    fake.message("", channel_id=dm, dm=True, fields=empty_forward)
+    bare = fake.message(f"<@{fake.bot_id}>", mention_bot=True)
+    fake.message("and now a question", channel_id=dm, dm=True)
+    await eventually(lambda: len(seen) == 2, "the bare mention and the question")
+    mention, question = sorted(seen, key=lambda m: m.text)  # two threads: either may come first
+    assert mention.text == "" and mention.mentioned and not mention.has_content
+    assert mention.thread == bare["id"], "a bare mention opens its thread like any other"
+    assert question.text == "and now a question" and not question.mentioned

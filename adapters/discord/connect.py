@@ -59,7 +59,7 @@ def parse_error_line(event: str, exc: BaseException, data: Any) -> str:
     token = data.get("token") if isinstance(data, dict) else None
     if isinstance(token, str) and token:
         detail = detail.replace(token, "[token]")
-    return f"discord: skipped a {event} event that discord.py could not parse ({detail})"
+    return f"discord: skipped gateway event {event}, which discord.py could not parse ({detail})"
 
 
 def skip_unparsable(
