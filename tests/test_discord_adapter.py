@@ -657,3 +657,34 @@ async def test_nothing_to_read_never_reaches_the_core_but_a_bare_mention_does(
     assert mention.text == "" and mention.mentioned and not mention.has_content
     assert mention.thread == bare["id"], "a bare mention opens its thread like any other"
     assert question.text == "and now a question" and not question.mentioned
+
+
+async def test_a_failed_message_does_not_hold_up_the_next_one_in_its_thread(
+    adapter: discord_adapter.DiscordAdapter,
+    fake_discord: FakeDiscord,
+    fake_anthropic: FakeAnthropic,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="adapters.discord.client")
+    fake, model = fake_discord, fake_anthropic
+    consultant = adapter.core.consultant
+    handle = consultant.handle
+    release = asyncio.Event()
+
+    async def first_one_breaks(msg: IncomingMessage) -> Reply | None:
+        if msg.text == "first":
+            await release.wait()  # the second message is queued behind this one by now
+            raise RuntimeError("boom")
+        return await handle(msg)
+
+    monkeypatch.setattr(consultant, "handle", first_one_breaks)
+    model.reply_text("Second answered.")
+    dm = fake.new_id()
+    fake.message("first", channel_id=dm, dm=True)
+    fake.message("second", channel_id=dm, dm=True)
+    await eventually(lambda: "waits for the one before it" in caplog.text, "the second queued")
+    release.set()
+    await eventually(lambda: bot_posts(fake, dm), "the second answer")
+    (answer,) = bot_posts(fake, dm)
+    assert answer["content"].startswith("Second answered.")

@@ -160,37 +160,34 @@ class ArchbotClient(discord.Client):
             log.debug("discord: ignoring message %s: nothing to read", message.id)
             return
         consultant = self.core.consultant
-        target: Sendable
-        if where.kind == "dm":
-            assert isinstance(channel, discord.abc.Messageable)
-            target = channel
-            turn = self._queue_turn(msg.thread_key)
-        elif where.kind == "thread":
+        assert isinstance(channel, discord.abc.Messageable)
+        target: Sendable = channel
+        read_context = open_thread = False
+        if where.kind == "thread":
             assert isinstance(channel, discord.Thread)
             known = consultant.knows_thread(msg.thread_key)
             if not known and not msg.mentioned:
                 return
-            turn = self._queue_turn(msg.thread_key)
-            if not known and consultant.allowed(msg):
-                consultant.accept(msg)  # follow-ups typed while the context is read are answered
-                msg = replace(msg, prior_context=await self._thread_context(channel, message))
-            target = channel
-        else:
+            read_context = not known and consultant.allowed(msg)
+        elif where.kind == "channel":
             if not msg.mentioned or not consultant.allowed(msg):
                 return
             if is_command(msg.text):
                 # `@archbot !help` in a channel: answer in place, keyed like /archbot there.
                 msg = replace(msg, thread=msg.channel)
-                assert isinstance(channel, discord.abc.Messageable)
-                target = channel
-                turn = self._queue_turn(msg.thread_key)
             else:
-                # Join now, before any await: the thread opened on this message has the
-                # message's id, so its follow-ups carry this very thread key.
-                consultant.accept(msg)
-                turn = self._queue_turn(msg.thread_key)
-                target = await self._open_thread(message, msg.text)
+                open_thread = True
+        if read_context or open_thread:
+            # Join now, before any await: a thread opened on this message has the message's
+            # id, so follow-ups typed while it opens (or while context is read) carry this key.
+            consultant.accept(msg)
+        turn = self._queue_turn(msg.thread_key)
         try:
+            if read_context:
+                assert isinstance(channel, discord.Thread)
+                msg = replace(msg, prior_context=await self._thread_context(channel, message))
+            if open_thread:
+                target = await self._open_thread(message, msg.text)
             await self.answer(target, msg, turn)
         finally:
             turn.done()
