@@ -401,7 +401,7 @@ def bench_footprint() -> dict[str, Any]:
         "import time, importlib, asyncio\n"
         "t0 = time.perf_counter()\n"
         "loaded = []\n"
-        "for name in ('adapters.slack', 'adapters.discord_adapter', 'slack_bolt.async_app', 'discord'):\n"
+        "for name in ('adapters.slack', 'adapters.discord.adapter', 'slack_bolt.async_app', 'discord'):\n"
         "    try:\n"
         "        importlib.import_module(name); loaded.append(name)\n"
         "    except ModuleNotFoundError:\n"

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 # strings so the core never imports a platform library.
 PLATFORM_ADAPTERS: dict[str, tuple[str, Callable[[Settings], bool]]] = {
     "slack": ("adapters.slack", lambda s: s.slack.enabled),
-    "discord": ("adapters.discord_adapter", lambda s: s.discord.enabled),
+    "discord": ("adapters.discord.adapter", lambda s: s.discord.enabled),
 }
 
 

@@ -18,7 +18,8 @@ with warnings.catch_warnings():  # discord.py imports audioop, deprecated since 
     warnings.simplefilter("ignore", DeprecationWarning)
     import discord
 
-from adapters import discord_adapter
+from adapters.discord import adapter as discord_adapter
+from adapters.discord import client as discord_client
 from adapters.runner import run_forever
 from bot.app import build_core
 from bot.errors import ArchbotError
@@ -91,7 +92,7 @@ def discord_secrets(fake_model: FakeAnthropic | None, token: str = TOKEN) -> Sec
 @pytest.fixture(autouse=True)
 def quick_ready(monkeypatch: pytest.MonkeyPatch) -> None:
     """The fake sends every GUILD_CREATE right after READY: no need to wait 2 s for more."""
-    monkeypatch.setattr(discord_adapter, "GUILD_READY_TIMEOUT", 0.1)
+    monkeypatch.setattr(discord_client, "GUILD_READY_TIMEOUT", 0.1)
 
 
 @pytest.fixture
@@ -469,7 +470,7 @@ async def test_failed_send_is_logged_with_the_thread_key_and_the_answer_kept(
     dm = fake.new_id()
     fake.fail("POST", rf"/channels/{dm}/messages", 403, code=50007)
     model.reply_text("An answer that cannot be delivered.")
-    with caplog.at_level(logging.ERROR, logger="adapters.discord_adapter"):
+    with caplog.at_level(logging.ERROR, logger="adapters.discord.client"):
         fake.message("are you there?", channel_id=dm, dm=True)
         await eventually(
             lambda: any("stays stored" in r.getMessage() for r in caplog.records), "the failure log"
@@ -501,7 +502,7 @@ async def test_slow_slash_command_is_deferred_then_followed_up(
         return await handle(msg)
 
     monkeypatch.setattr(consultant, "handle", slow_handle)
-    monkeypatch.setattr(discord_adapter, "DEFER_AFTER", 0.05)
+    monkeypatch.setattr(discord_client, "DEFER_AFTER", 0.05)
     fake.interaction([{"name": "help", "type": 1, "options": []}])
     callbacks = r"/interactions/\d+/[^/]+/callback"
     await eventually(lambda: fake.rest("POST", callbacks), "the deferral")
@@ -542,3 +543,148 @@ async def test_thread_follow_up_after_a_restart_uses_stored_history(
     finally:
         stop.set()
         assert await asyncio.wait_for(task, 20) == 0
+
+
+async def test_follow_ups_typed_at_once_are_answered_in_order(
+    bot: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The bot joins the thread when it accepts the mention, before the thread exists."""
+    caplog.set_level(logging.DEBUG, logger="adapters.discord.client")
+    fake, model = bot.discord, bot.model
+    for answer in ("Answer one.", "Answer two.", "Answer three."):
+        model.reply_text(answer)
+    thread = fake.new_id()  # the mention's id, and so the id of the thread opened on it
+    release = fake.hold("POST", rf"/channels/{thread}/typing")
+    try:
+        fake.message(
+            f"<@{fake.bot_id}> Kafka or Redpanda?", mention_bot=True, fields={"id": thread}
+        )
+        # The thread is there and the first turn has not reached the core: type two more.
+        await eventually(lambda: fake.rest("POST", rf"/channels/{thread}/typing"), "the thread")
+        fake.message("We run on k8s.", channel_id=thread)
+        fake.message("About 40k msgs/s at peak.", channel_id=thread)
+        await eventually(
+            lambda: caplog.text.count("waits for the one before it") == 2, "both follow-ups taken"
+        )
+        assert not model.message_requests
+    finally:
+        release.set()
+    await eventually(lambda: len(bot_posts(fake, thread)) == 3, "three answers")
+    posts = [p["content"] for p in bot_posts(fake, thread)]
+    assert [p.split("\n")[0] for p in posts] == ["Answer one.", "Answer two.", "Answer three."]
+    first, second, third = (all_texts(r.body) for r in model.message_requests)
+    assert "Kafka or Redpanda?" in first and "k8s" not in first
+    assert "Answer one." in second and "We run on k8s." in second and "40k" not in second
+    assert "Answer two." in third and "About 40k msgs/s at peak." in third
+
+
+async def test_follow_up_waits_while_a_foreign_threads_history_is_read(
+    fake_discord: FakeDiscord,
+    fake_anthropic: FakeAnthropic,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Mentioned in a thread it has not seen: the next message is answered after the mention."""
+    caplog.set_level(logging.DEBUG, logger="adapters.discord.client")
+    fake, model = fake_discord, fake_anthropic
+    bob = user_payload("1100000000000000051", "bob")
+    thread = fake.add_thread(fake.channel_id, "latency", bob["id"])["id"]
+    fake.seed_message(thread, "Our p99 is 80 ms.", bob)
+    model.reply_text("First: where does the time go?")
+    model.reply_text("Then batch the requests.")
+    stop, task = await start_bot(discord_settings(tmp_path, fake), discord_secrets(model))
+    release = fake.hold("GET", rf"/channels/{thread}/messages")
+    try:
+        fake.message(
+            f"<@{fake.bot_id}> what would you change?", channel_id=thread, mention_bot=True
+        )
+        await eventually(lambda: fake.rest("GET", rf"/channels/{thread}/messages"), "the read")
+        fake.message("We serve on CPU.", channel_id=thread)
+        await eventually(lambda: "waits for the one before it" in caplog.text, "the follow-up")
+        release.set()
+        await eventually(lambda: len(bot_posts(fake, thread)) == 2, "both answers")
+        posts = [p["content"] for p in bot_posts(fake, thread)]
+        assert posts[0].startswith("First:") and posts[1].startswith("Then batch")
+        first, second = (all_texts(r.body) for r in model.message_requests)
+        assert "Our p99 is 80 ms." in first and "what would you change?" in first
+        assert "We serve on CPU." not in first
+        assert "First: where does the time go?" in second and "We serve on CPU." in second
+    finally:
+        release.set()
+        stop.set()
+        assert await asyncio.wait_for(task, 20) == 0
+
+
+async def test_nothing_to_read_never_reaches_the_core_but_a_bare_mention_does(
+    adapter: discord_adapter.DiscordAdapter,
+    fake_discord: FakeDiscord,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = fake_discord
+    consultant = adapter.core.consultant
+    handle = consultant.handle
+    seen: list[IncomingMessage] = []
+
+    async def recording_handle(msg: IncomingMessage) -> Reply | None:
+        seen.append(msg)
+        return await handle(msg)
+
+    monkeypatch.setattr(consultant, "handle", recording_handle)
+    dm = fake.new_id()
+    sticker = {"sticker_items": [{"id": "749054660769218631", "name": "Wave", "format_type": 3}]}
+    fake.message("", channel_id=dm, dm=True, fields=sticker)
+    empty_forward = {
+        "message_reference": {"type": 1, "channel_id": "1100000000000000012", "message_id": "7"},
+        "message_snapshots": [
+            {
+                "message": {
+                    "type": 0,
+                    "content": "",
+                    "embeds": [],
+                    "attachments": [],
+                    "timestamp": "2026-11-30T08:00:00.000000+00:00",
+                    "edited_timestamp": None,
+                    "flags": 0,
+                }
+            }
+        ],
+    }
+    fake.message("", channel_id=dm, dm=True, fields=empty_forward)
+    bare = fake.message(f"<@{fake.bot_id}>", mention_bot=True)
+    fake.message("and now a question", channel_id=dm, dm=True)
+    await eventually(lambda: len(seen) == 2, "the bare mention and the question")
+    mention, question = sorted(seen, key=lambda m: m.text)  # two threads: either may come first
+    assert mention.text == "" and mention.mentioned and not mention.has_content
+    assert mention.thread == bare["id"], "a bare mention opens its thread like any other"
+    assert question.text == "and now a question" and not question.mentioned
+
+
+async def test_a_failed_message_does_not_hold_up_the_next_one_in_its_thread(
+    adapter: discord_adapter.DiscordAdapter,
+    fake_discord: FakeDiscord,
+    fake_anthropic: FakeAnthropic,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="adapters.discord.client")
+    fake, model = fake_discord, fake_anthropic
+    consultant = adapter.core.consultant
+    handle = consultant.handle
+    release = asyncio.Event()
+
+    async def first_one_breaks(msg: IncomingMessage) -> Reply | None:
+        if msg.text == "first":
+            await release.wait()  # the second message is queued behind this one by now
+            raise RuntimeError("boom")
+        return await handle(msg)
+
+    monkeypatch.setattr(consultant, "handle", first_one_breaks)
+    model.reply_text("Second answered.")
+    dm = fake.new_id()
+    fake.message("first", channel_id=dm, dm=True)
+    fake.message("second", channel_id=dm, dm=True)
+    await eventually(lambda: "waits for the one before it" in caplog.text, "the second queued")
+    release.set()
+    await eventually(lambda: bot_posts(fake, dm), "the second answer")
+    (answer,) = bot_posts(fake, dm)
+    assert answer["content"].startswith("Second answered.")

@@ -109,6 +109,7 @@ class FakeDiscord:
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _failures: list[tuple[str, re.Pattern[str], int, int, int]] = field(default_factory=list)
+    _holds: list[tuple[str, re.Pattern[str], threading.Event]] = field(default_factory=list)
     _sockets: list[_GatewaySession] = field(default_factory=list)
     _loop: asyncio.AbstractEventLoop | None = None
 
@@ -300,6 +301,13 @@ class FakeDiscord:
         with self._lock:
             self._failures.append((method.upper(), re.compile(path_regex), status, code, times))
 
+    def hold(self, method: str, path_regex: str) -> threading.Event:
+        """Keep matching requests waiting (recorded, unanswered) until the returned event is set."""
+        release = threading.Event()
+        with self._lock:
+            self._holds.append((method.upper(), re.compile(path_regex), release))
+        return release
+
     def rest(self, method: str | None = None, path_regex: str | None = None) -> list[RestCall]:
         """Recorded REST calls, optionally filtered by method and a path regex."""
         with self._lock:
@@ -372,26 +380,40 @@ class FakeDiscord:
         mention_bot: bool = False,
         mention_bot_role: bool = False,
         dm: bool = False,
+        fields: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Post a user message: store it in the channel and dispatch MESSAGE_CREATE."""
+        """Post a user message: store it in the channel and dispatch MESSAGE_CREATE.
+
+        `fields` sets other message fields as Discord would send them: `type` for a
+        system notice, `message_reference` + `message_snapshots` for a forward, ...
+        """
         author = author or user_payload("1100000000000000050", "alice")
         mentions = [self.bot_user] if mention_bot else []
         target = channel_id or self.channel_id
         data = self.message_payload(target, content, author, guild=not dm, mentions=mentions)
         if mention_bot_role:
             data["mention_roles"] = [self.bot_role_id]
+        data.update(fields or {})
         with self._lock:
             self.messages.setdefault(target, []).append(data)
         self.push("MESSAGE_CREATE", data)
         return data
 
     def interaction(
-        self, options: list[dict[str, Any]], *, channel_id: str | None = None
+        self,
+        options: list[dict[str, Any]],
+        *,
+        channel_id: str | None = None,
+        member_flags: bool = True,
     ) -> dict[str, Any]:
-        """Dispatch an /archbot application command invocation."""
+        """Dispatch an /archbot application command invocation.
+
+        `member_flags=False` leaves `flags` out of `member`, as Discord has been seen
+        to send it, which discord.py 2.7.1 cannot parse.
+        """
         target = channel_id or self.channel_id
         channel = self.channels.get(target, {"id": target, "type": 0})
-        data = {
+        data: dict[str, Any] = {
             "id": self.new_id(),
             "application_id": self.app_id,
             "type": 2,
@@ -418,6 +440,8 @@ class FakeDiscord:
             "context": 0,
             "data": {"id": "1100000000000000077", "name": "archbot", "type": 1, "options": options},
         }
+        if not member_flags:
+            del data["member"]["flags"]
         self.push("INTERACTION_CREATE", data)
         return data
 
@@ -460,6 +484,11 @@ class FakeDiscord:
         call = RestCall(request.method, request.path[len(API) :], dict(request.query), body)
         with self._lock:
             self.calls.append(call)
+        with self._lock:
+            holds = [e for m, p, e in self._holds if m == call.method and p.fullmatch(call.path)]
+        for release in holds:
+            # Wait in a worker thread: the gateway and other requests keep being served.
+            await asyncio.get_running_loop().run_in_executor(None, release.wait, 30)
         response: web.StreamResponse
         needs_auth = not call.path.startswith(("/interactions/", "/webhooks/"))
         if needs_auth and request.headers.get("Authorization") != f"Bot {self.valid_token}":

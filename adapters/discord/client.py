@@ -1,0 +1,288 @@
+"""The discord.py client wired to the core: which messages it answers, and how."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+import discord
+import yarl
+from discord import app_commands
+from discord.gateway import DiscordWebSocket
+
+from adapters.discord.commands import ArchbotCommands
+from adapters.discord.connect import configure_api, describe_connect_error, skip_unparsable
+from adapters.discord.outbox import MESSAGE_LIMIT, NO_PINGS, DiscordOutbox, Sendable
+from adapters.discord.translate import (
+    context_from_messages,
+    incoming_from_interaction,
+    incoming_from_payload,
+    is_from_bot,
+    is_system_message,
+    payload_of,
+    thread_name,
+    where_of,
+)
+from bot.app import Core
+from bot.commands import is_command
+from bot.events import ContextMessage, IncomingMessage
+from bot.formatting import split_markdown
+
+log = logging.getLogger(__name__)
+
+CONTEXT_MESSAGES = 50  # earlier thread messages read once when joining a thread
+DEFER_AFTER = 2.0  # Discord wants an interaction response within 3 s
+# How long discord.py waits for more GUILD_CREATEs after READY before it calls
+# the bot ready (its default is 2 s). They stream in right after READY, and
+# without the members intent nothing is chunked, so a quarter second is plenty.
+GUILD_READY_TIMEOUT = 0.25
+THREAD_EXISTS = 160004  # "A thread has already been created for this message"
+NOT_ALLOWED = "You can't use archbot here (see [access] in the bot's config)."
+RAW_KEPT = 256  # raw payloads waiting for on_message; it takes each within a loop turn or two
+
+
+class _Turn:
+    """A message's place in its thread's line; the next message waits until this one is done."""
+
+    def __init__(self, key: str, earlier: _Turn | None, line: dict[str, _Turn]) -> None:
+        self.key = key
+        self.earlier = earlier
+        self.line = line
+        self.finished = asyncio.Event()
+
+    async def wait_for_earlier(self) -> None:
+        """Return once the message before this one in the same thread has been answered."""
+        if self.earlier is not None:
+            await self.earlier.finished.wait()
+            self.earlier = None  # let it be collected
+
+    def done(self) -> None:
+        """Let the next message of the thread go (also when this one failed)."""
+        self.finished.set()
+        if self.line.get(self.key) is self:
+            del self.line[self.key]
+
+
+class ArchbotClient(discord.Client):
+    """discord.py client wired to the core: dependencies passed in, async set-up in setup_hook."""
+
+    def __init__(self, core: Core, *, api_url: str) -> None:
+        # archbot never joins voice: skip discord.py's warnings about missing voice extras.
+        discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
+        intents = discord.Intents.default()
+        intents.message_content = True  # privileged: switched on in the Developer Portal
+        super().__init__(
+            intents=intents, allowed_mentions=NO_PINGS, guild_ready_timeout=GUILD_READY_TIMEOUT
+        )
+        configure_api(api_url)
+        self.core = core
+        self.api_url = api_url
+        self.tree = app_commands.CommandTree(self)
+        self.outbox = DiscordOutbox(self)
+        self.stopping = False
+        self.inflight: set[asyncio.Task[Any]] = set()
+        self.synced_commands: list[app_commands.AppCommand] = []
+        # Raw MESSAGE_CREATE payloads until on_message takes them: discord.py drops
+        # `author.system` when it rebuilds a guild Member, and the raw payload has it.
+        self._raw_messages: OrderedDict[str, Mapping[str, Any]] = OrderedDict()
+        self._last_turn: dict[str, _Turn] = {}
+        parsers = self._connection.parsers
+        parsers["MESSAGE_CREATE"] = self._keeping_raw(parsers["MESSAGE_CREATE"])
+        skip_unparsable(parsers)
+
+    def _keeping_raw(self, parse: Callable[[Any], None]) -> Callable[[Any], None]:
+        def parse_message_create(data: Any) -> None:
+            if isinstance(data, dict):
+                self._raw_messages[str(data.get("id"))] = data
+                while len(self._raw_messages) > RAW_KEPT:
+                    self._raw_messages.popitem(last=False)
+            parse(data)
+
+        return parse_message_create
+
+    async def setup_hook(self) -> None:
+        """Find the gateway through the configured API and sync the /archbot commands."""
+        _shards, url, _limits = await self.http.get_bot_gateway()
+        DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
+        log.info("discord gateway: %s", url)
+        self.tree.add_command(ArchbotCommands(self))
+        try:
+            self.synced_commands = await self.tree.sync()
+        except discord.HTTPException as exc:
+            log.warning(
+                "could not sync /archbot application commands: %s", describe_connect_error(exc)
+            )
+        else:
+            log.info("synced %d application command(s)", len(self.synced_commands))
+
+    async def on_ready(self) -> None:
+        """Log who we are once the gateway is up."""
+        log.info("discord: logged in as %s (id %s)", self.user, self.user.id if self.user else "?")
+
+    async def on_message(self, message: discord.Message) -> None:
+        """Decide whether to answer; if so run one turn and post the reply."""
+        raw = self._raw_messages.pop(str(message.id), None)
+        if self.stopping or self.user is None or message.author.bot:
+            return
+        task = asyncio.current_task()
+        if task is not None:
+            self.inflight.add(task)
+        try:
+            await self._on_message(message, raw or payload_of(message))
+        except Exception:
+            log.exception("discord: handling message %s failed", message.id)
+        finally:
+            if task is not None:
+                self.inflight.discard(task)
+
+    async def _on_message(self, message: discord.Message, payload: Mapping[str, Any]) -> None:
+        assert self.user is not None
+        bot_id = self.user.id
+        if is_from_bot(payload) or is_system_message(payload):
+            log.debug("discord: ignoring message %s (type %s)", message.id, payload.get("type"))
+            return
+        channel: object = message.channel
+        if isinstance(channel, discord.PartialMessageable) and message.guild is not None:
+            # A thread we never got THREAD_CREATE for: ask what it is.
+            channel = await self.fetch_channel(channel.id)
+        where = where_of(channel)
+        if where is None:
+            return
+        own_role = message.guild.self_role if message.guild else None
+        role_id = str(own_role.id) if own_role else None
+        msg = incoming_from_payload(payload, bot_id=str(bot_id), where=where, role_id=role_id)
+        if not msg.has_content and not msg.mentioned:
+            log.debug("discord: ignoring message %s: nothing to read", message.id)
+            return
+        consultant = self.core.consultant
+        assert isinstance(channel, discord.abc.Messageable)
+        target: Sendable = channel
+        read_context = open_thread = False
+        if where.kind == "thread":
+            assert isinstance(channel, discord.Thread)
+            known = consultant.knows_thread(msg.thread_key)
+            if not known and not msg.mentioned:
+                return
+            read_context = not known and consultant.allowed(msg)
+        elif where.kind == "channel":
+            if not msg.mentioned or not consultant.allowed(msg):
+                return
+            if is_command(msg.text):
+                # `@archbot !help` in a channel: answer in place, keyed like /archbot there.
+                msg = replace(msg, thread=msg.channel)
+            else:
+                open_thread = True
+        if read_context or open_thread:
+            # Join now, before any await: a thread opened on this message has the message's
+            # id, so follow-ups typed while it opens (or while context is read) carry this key.
+            consultant.accept(msg)
+        turn = self._queue_turn(msg.thread_key)
+        try:
+            if read_context:
+                assert isinstance(channel, discord.Thread)
+                msg = replace(msg, prior_context=await self._thread_context(channel, message))
+            if open_thread:
+                target = await self._open_thread(message, msg.text)
+            await self.answer(target, msg, turn)
+        finally:
+            turn.done()
+
+    def _queue_turn(self, thread_key: str) -> _Turn:
+        """This message's place in its thread's line: the core sees messages in arrival order."""
+        turn = _Turn(thread_key, self._last_turn.get(thread_key), self._last_turn)
+        if turn.earlier is not None:
+            log.debug("discord: a message in %s waits for the one before it", thread_key)
+        self._last_turn[thread_key] = turn
+        return turn
+
+    async def answer(
+        self, target: Sendable, msg: IncomingMessage, turn: _Turn | None = None
+    ) -> None:
+        """One turn with the typing indicator on; the reply is posted in parts.
+
+        With `turn`, the core gets the message only once the thread's earlier
+        message has been answered; the indicator already shows while it waits.
+        """
+        consultant = self.core.consultant
+        async with target.typing():
+            if turn is not None:
+                await turn.wait_for_earlier()
+            reply = await consultant.handle(msg)
+            if reply is None:
+                return
+            try:
+                await self.outbox.send(target, reply.text)
+            except discord.HTTPException as exc:
+                log.error(
+                    "posting the reply to %s failed (%s %s); the answer stays stored",
+                    msg.thread_key,
+                    exc.status,
+                    exc.text,
+                )
+                return
+        consultant.mark_delivered(reply)
+
+    async def _open_thread(self, message: discord.Message, text: str) -> Sendable:
+        """A public thread on the message; on failure the channel itself."""
+        try:
+            return await message.create_thread(name=thread_name(text))
+        except discord.HTTPException as exc:
+            if exc.code == THREAD_EXISTS:  # a redelivery: the thread is already there
+                with contextlib.suppress(discord.HTTPException):
+                    existing = await self.fetch_channel(message.id)
+                    if isinstance(existing, discord.Thread):
+                        return existing
+            log.warning(
+                "could not open a thread on message %s (%s); answering in the channel",
+                message.id,
+                exc.status,
+            )
+        assert isinstance(message.channel, discord.abc.Messageable)
+        return message.channel
+
+    async def _thread_context(
+        self, thread: discord.Thread, before: discord.Message
+    ) -> tuple[ContextMessage, ...]:
+        """The thread's latest earlier messages (and its starter), read once when first mentioned."""
+        assert self.user is not None
+        earlier: list[discord.Message] = []
+        parent = thread.parent
+        if isinstance(parent, discord.TextChannel):
+            # A thread opened on a channel message: that message (same id) lives in the parent.
+            with contextlib.suppress(discord.HTTPException):
+                earlier.append(await parent.fetch_message(thread.id))
+        try:
+            newest_first = [m async for m in thread.history(limit=CONTEXT_MESSAGES, before=before)]
+        except discord.HTTPException as exc:
+            log.warning("could not read earlier messages of thread %s (%s)", thread.id, exc.status)
+            newest_first = []
+        earlier.extend(reversed(newest_first))
+        return context_from_messages(earlier, self.user.id)
+
+    # application commands ---------------------------------------------------------
+
+    async def run_command(self, interaction: discord.Interaction[Any], text: str) -> None:
+        """Run a core !command for a slash command; defer when it takes more than a moment."""
+        msg = incoming_from_interaction(interaction, text)
+        consultant = self.core.consultant
+        work = asyncio.ensure_future(consultant.handle(msg))
+        done, _ = await asyncio.wait({work}, timeout=DEFER_AFTER)
+        if not done:
+            await interaction.response.defer(thinking=True)
+        reply = await work
+        body = reply.text if reply is not None else NOT_ALLOWED
+        parts = split_markdown(body, MESSAGE_LIMIT) or [body]
+        if interaction.response.is_done():
+            for part in parts:
+                await interaction.followup.send(part, allowed_mentions=NO_PINGS)
+        else:
+            await interaction.response.send_message(parts[0], allowed_mentions=NO_PINGS)
+            for part in parts[1:]:
+                await interaction.followup.send(part, allowed_mentions=NO_PINGS)
+        if reply is not None:
+            consultant.mark_delivered(reply)

@@ -1,0 +1,106 @@
+"""Posting to Discord: split at 2000 chars, no pings, archived threads reopened."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+
+from adapters.discord.translate import PLATFORM, thread_name
+from bot.errors import ArchbotError
+from bot.formatting import split_markdown
+
+log = logging.getLogger(__name__)
+
+MESSAGE_LIMIT = 2000  # Discord rejects longer content with 400 / code 50035
+ARCHIVED_THREAD = 50083  # "Thread is archived" error code
+NO_PINGS = discord.AllowedMentions.none()
+
+Sendable = discord.abc.Messageable
+
+
+class DiscordOutbox:
+    """Renders and posts Markdown: split at 2000 chars, no pings, archived threads handled."""
+
+    platform = PLATFORM
+
+    def __init__(self, client: discord.Client) -> None:
+        self.client = client
+
+    async def post(self, channel: str, thread: str | None, text: str) -> str:
+        """Post to a channel (thread=None: top level) or a thread; return the first part's id."""
+        target: Sendable
+        if thread is None or thread == channel:
+            target = await self._channel(int(channel))
+        else:
+            target = await self._thread(int(channel), int(thread))
+        sent = await self.send(target, text)
+        return str(sent[0].id)
+
+    async def send(self, target: Sendable | _LinkedParent, text: str) -> list[discord.Message]:
+        """Send `text` in parts of at most 2000 chars; the sign-off stays on the last part."""
+        parts = split_markdown(text, MESSAGE_LIMIT) or [text]
+        if isinstance(target, discord.Thread) and target.archived:
+            target = await self._reopen(target)
+        sent: list[discord.Message] = []
+        for part in parts:
+            try:
+                sent.append(await target.send(part, allowed_mentions=NO_PINGS))
+            except discord.HTTPException as exc:
+                if exc.code != ARCHIVED_THREAD or not isinstance(target, discord.Thread):
+                    raise
+                target = await self._reopen(target)
+                sent.append(await target.send(part, allowed_mentions=NO_PINGS))
+        return sent
+
+    async def _reopen(self, thread: discord.Thread) -> Sendable | _LinkedParent:
+        """Unarchive a thread; if that is not allowed, answer in its parent with a link."""
+        try:
+            return await thread.edit(archived=False)
+        except discord.HTTPException as exc:
+            log.warning(
+                "cannot unarchive thread %s (%s); answering in its parent", thread.id, exc.status
+            )
+        return _LinkedParent(await self._channel(thread.parent_id), thread)
+
+    async def _channel(self, channel_id: int) -> Sendable:
+        channel = self.client.get_channel(channel_id)
+        if channel is None:
+            channel = await self.client.fetch_channel(channel_id)
+        if not isinstance(channel, discord.abc.Messageable):
+            raise ArchbotError(f"Discord channel {channel_id} cannot take messages")
+        return channel
+
+    async def _thread(self, channel_id: int, thread_id: int) -> Sendable:
+        """The thread with this id, or a new one opened on the message with this id."""
+        try:
+            return await self._channel(thread_id)
+        except discord.NotFound:
+            pass
+        parent = await self._channel(channel_id)
+        if not isinstance(parent, discord.TextChannel):
+            return parent
+        starter = await parent.fetch_message(thread_id)
+        return await starter.create_thread(name=thread_name(starter.content))
+
+
+class _LinkedParent:
+    """Sends into a thread's parent channel, first pointing at the archived thread."""
+
+    def __init__(self, parent: Sendable, thread: discord.Thread) -> None:
+        self.parent = parent
+        self.thread = thread
+        self._linked = False
+
+    async def send(
+        self, content: str, *, allowed_mentions: discord.AllowedMentions
+    ) -> discord.Message:
+        """Send one part; the first carries a link to the thread it belongs to."""
+        if not self._linked:
+            self._linked = True
+            note = f"(reply to {self.thread.jump_url}, which is archived)\n\n"
+            if len(note) + len(content) <= MESSAGE_LIMIT:
+                content = note + content
+            else:
+                await self.parent.send(note.strip(), allowed_mentions=allowed_mentions)
+        return await self.parent.send(content, allowed_mentions=allowed_mentions)
