@@ -1,7 +1,8 @@
 """Schema migrations: named functions, applied in order, never edited once merged.
 
 To change the schema, append a new function. The store runs pending
-migrations every time it opens the database.
+migrations every time it opens the database, under a write lock, and refuses a
+database that a newer archbot migrated (see `known_names`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,11 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 migrations = Migrations("archbot")
+
+
+def known_names() -> list[str]:
+    """Names of every migration this version knows, in the order they apply."""
+    return [m.name for m in migrations._migrations]
 
 
 @migrations()
@@ -141,3 +147,4 @@ def m003_threads_joined(db: Database) -> None:
     # A thread is joined the moment the bot accepts the mention that starts it,
     # before its first turn exists, so a follow-up a second later is answered.
     db.execute("ALTER TABLE threads ADD COLUMN joined_at TEXT")
+

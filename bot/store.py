@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +24,15 @@ from sqlite_utils import Database
 
 from bot.errors import StorageError
 from bot.events import ContextMessage, IncomingMessage
-from bot.migrations import migrations
+from bot.migrations import known_names, migrations
 
 log = logging.getLogger(__name__)
 
 TODO_STATUSES = ("open", "in_progress", "done", "dropped")
 CONTENT_CACHE_SIZE = 20_000
+# Long enough for a peer's migrations or a burst of turns to commit, so a
+# process opening the file waits instead of failing with "database is locked".
+BUSY_TIMEOUT_S = 30.0
 
 
 def utcnow() -> str:
@@ -130,22 +135,32 @@ class Store:
 
     @classmethod
     def open(cls, path: str | Path) -> Store:
-        """Open (creating if needed) and migrate the database at `path`."""
+        """Open (creating if needed) and migrate the database at `path`.
+
+        Safe when several processes open one fresh file at once. Raises
+        StorageError, in one line, for a database a newer archbot migrated.
+        """
+        conn: sqlite3.Connection | None = None
         try:
             target = str(path)
             if target != ":memory:":
                 Path(target).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(target, isolation_level=None, timeout=10.0)
+            conn = sqlite3.connect(target, isolation_level=None, timeout=BUSY_TIMEOUT_S)
             conn.row_factory = sqlite3.Row
             db = Database(conn)
-            conn.execute("PRAGMA busy_timeout = 10000")
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             if target != ":memory:":
-                conn.execute("PRAGMA journal_mode = WAL")
+                _use_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
-            migrations.apply(db)
+            problem = _migrate(db) or _schema_problem(db)
         except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
             raise StorageError(f"cannot open database {path}: {exc}") from None
+        if problem is not None:
+            conn.close()
+            raise StorageError(f"{path} {problem}")
         return cls(db)
 
     def close(self) -> None:
@@ -628,3 +643,102 @@ def week_start(now: datetime | None = None) -> datetime:
     """Monday 00:00 UTC of this week."""
     start = day_start(now)
     return start - timedelta(days=start.weekday())
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL, waiting out peers doing the same.
+
+    SQLite answers "database is locked" at once, without the busy handler,
+    when another connection holds the file while its journal mode changes:
+    so retry until the busy timeout.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    pause = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)  # only while opening: nothing is served yet
+        pause = min(pause * 2, 0.2)
+
+
+def _applied_names(db: Database) -> list[str]:
+    return [m.name for m in migrations.applied(db)]
+
+
+def _unknown_applied(db: Database) -> str | None:
+    unknown = [name for name in _applied_names(db) if name not in known_names()]
+    if not unknown:
+        return None
+    shown = ", ".join(unknown[:3]) + (", ..." if len(unknown) > 3 else "")
+    return (
+        f"was migrated by a newer archbot (has {shown}, this version knows up to "
+        f"{known_names()[-1]}): upgrade archbot"
+    )
+
+
+def _migrate(db: Database) -> str | None:
+    """Apply pending migrations under a write lock; why not, when a newer archbot migrated it.
+
+    Without the lock, two processes opening a fresh file both see nothing
+    applied and both create the tables ("table threads already exists"); so
+    what is applied is read again once the lock is held.
+    """
+    if _unknown_applied(db) is None and set(known_names()) <= set(_applied_names(db)):
+        return None  # the usual open: nothing to do, no write lock taken
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        newer = _unknown_applied(db)
+        if newer is None:
+            migrations.apply(db)  # each migration nests as a savepoint in this transaction
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise
+    db.conn.execute("COMMIT")
+    return newer
+
+
+@cache
+def _expected_columns() -> dict[str, frozenset[str]]:
+    """Every table and column this version's migrations create (built once, in memory)."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        db = Database(conn)
+        migrations.apply(db)
+        return _columns(db)
+    finally:
+        conn.close()
+
+
+def _columns(db: Database) -> dict[str, frozenset[str]]:
+    tables = [
+        r[0]
+        for r in db.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    ]
+    return {
+        t: frozenset(r[1] for r in db.conn.execute("SELECT * FROM pragma_table_info(?)", (t,)))
+        for t in tables
+    }
+
+
+def _schema_problem(db: Database) -> str | None:
+    """Why this file does not fit this version's schema (a renamed or dropped column), if so."""
+    found = _columns(db)
+    for table, columns in _expected_columns().items():
+        missing = sorted(columns - found.get(table, frozenset()))
+        if missing:
+            what = f"table {table}" if table not in found else f"column {table}.{missing[0]}"
+            applied = _applied_names(db)
+            return (
+                f"does not fit this archbot's schema ({what} is missing; the file has "
+                f"{applied[-1] if applied else 'no migrations'}, this version knows up to "
+                f"{known_names()[-1]}): it was changed by a newer archbot or by hand; "
+                "upgrade archbot"
+            )
+    return None
