@@ -148,3 +148,11 @@ def m003_threads_joined(db: Database) -> None:
     # before its first turn exists, so a follow-up a second later is answered.
     db.execute("ALTER TABLE threads ADD COLUMN joined_at TEXT")
 
+
+@migrations()
+def m004_turn_recovery_claims(db: Database) -> None:
+    # Processes started together (a rolling deploy) claim an interrupted turn
+    # here before recovering it, so its answer is posted once. The claim is a
+    # lease: renewed while the claimer works, free to take once it goes stale.
+    db.execute("ALTER TABLE turns ADD COLUMN recovery_claimed_by TEXT")
+    db.execute("ALTER TABLE turns ADD COLUMN recovery_claimed_at TEXT")

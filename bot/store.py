@@ -7,13 +7,17 @@ share one file. Migrations run on open.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
+import secrets
+import socket
 import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -33,6 +37,8 @@ CONTENT_CACHE_SIZE = 20_000
 # Long enough for a peer's migrations or a burst of turns to commit, so a
 # process opening the file waits instead of failing with "database is locked".
 BUSY_TIMEOUT_S = 30.0
+# A recovery claim not renewed for this long belongs to a process that died.
+RECOVERY_LEASE = timedelta(seconds=60)
 
 
 def utcnow() -> str:
@@ -132,6 +138,9 @@ class Store:
         self.db = db
         self.conn = db.conn
         self._content_cache: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        # Who holds a recovery claim: readable in the database, unique per Store.
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.recovery_lease = RECOVERY_LEASE
 
     @classmethod
     def open(cls, path: str | Path) -> Store:
@@ -363,6 +372,64 @@ class Store:
             ).fetchall()
         ]
         return [self.get_turn(i) for i in ids]
+
+    def claim_recovery(self, turn_id: int) -> bool:
+        """Claim an unposted turn for recovery by this process; False if another holds it.
+
+        One conditional UPDATE under a write lock, so of several processes
+        started together exactly one wins. A claim whose lease went stale (its
+        holder died) can be taken over; a posted turn cannot be claimed.
+        """
+        now = datetime.now(UTC)
+        stale = (now - self.recovery_lease).isoformat(timespec="microseconds")
+        with self.transaction():
+            cur = self.conn.execute(
+                "UPDATE turns SET recovery_claimed_by = ?, recovery_claimed_at = ?"
+                " WHERE id = ? AND posted_at IS NULL AND (recovery_claimed_by IS NULL"
+                " OR recovery_claimed_by = ? OR recovery_claimed_at < ?)",
+                (self.owner, now.isoformat(timespec="microseconds"), turn_id, self.owner, stale),
+            )
+        return cur.rowcount == 1
+
+    def renew_recovery(self, turn_id: int) -> bool:
+        """Extend this process's recovery claim on a turn; False if it was lost."""
+        cur = self.conn.execute(
+            "UPDATE turns SET recovery_claimed_at = ? WHERE id = ? AND recovery_claimed_by = ?",
+            (utcnow(), turn_id, self.owner),
+        )
+        return cur.rowcount == 1
+
+    def release_recovery(self, turn_id: int) -> None:
+        """Give up this process's recovery claim on a turn (a later start may retry it)."""
+        self.conn.execute(
+            "UPDATE turns SET recovery_claimed_by = NULL, recovery_claimed_at = NULL"
+            " WHERE id = ? AND recovery_claimed_by = ?",
+            (turn_id, self.owner),
+        )
+
+    @asynccontextmanager
+    async def recovery_claim(self, turn_id: int) -> AsyncIterator[bool]:
+        """Hold the recovery claim on a turn for the block, renewed; yields False if not won."""
+        if not self.claim_recovery(turn_id):
+            yield False
+            return
+        renewing = asyncio.create_task(self._keep_claim(turn_id))
+        try:
+            yield True
+        finally:
+            renewing.cancel()
+            with suppress(asyncio.CancelledError):
+                await renewing
+            self.release_recovery(turn_id)
+
+    async def _keep_claim(self, turn_id: int) -> None:
+        while True:
+            await asyncio.sleep(self.recovery_lease.total_seconds() / 4)
+            if not self.renew_recovery(turn_id):
+                # Only after the loop stalled for most of a lease; the other
+                # process may now answer this turn too.
+                log.warning("lost the recovery claim on turn %s to another process", turn_id)
+                return
 
     def thread_has_turns(self, thread_id: int) -> bool:
         """True when anyone has talked to the bot in this thread."""

@@ -1,4 +1,4 @@
-"""Migrations: safe when processes race to open one fresh file.
+"""Migrations: safe when processes race to open one fresh file, and older files move forward.
 
 The children import only the store (not tests.conftest), so they start quickly.
 """
@@ -6,6 +6,7 @@ The children import only the store (not tests.conftest), so they start quickly.
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from queue import Empty
@@ -58,3 +59,16 @@ def test_processes_opening_one_fresh_file_at_once_all_succeed(tmp_path: Path) ->
         assert store.applied_migrations() == known_names()
         store.close()
 
+
+def test_an_older_database_is_migrated_forward(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    Store.open(path).close()
+    conn = sqlite3.connect(path)  # what a database of the previous release looks like
+    conn.execute("ALTER TABLE turns DROP COLUMN recovery_claimed_by")
+    conn.execute("ALTER TABLE turns DROP COLUMN recovery_claimed_at")
+    conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm004_turn_recovery_claims'")
+    conn.commit()
+    conn.close()
+    store = Store.open(path)
+    assert store.applied_migrations() == known_names()
+    store.close()
