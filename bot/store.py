@@ -291,11 +291,6 @@ class Store:
         )
         return cur.rowcount == 1
 
-    def event_seen(self, event_key: str) -> bool:
-        """True when this event id was recorded before."""
-        row = self.conn.execute("SELECT 1 FROM events WHERE key = ?", (event_key,)).fetchone()
-        return row is not None
-
     def start_turn(
         self,
         thread: ThreadRow,
@@ -544,10 +539,6 @@ class Store:
                 "UPDATE threads SET summary = NULL, summary_until = 0 WHERE id = ?", (thread_id,)
             )
         return cur.rowcount
-
-    def message_count(self) -> int:
-        """Number of stored messages (all threads)."""
-        return int(self.conn.execute("SELECT count(*) FROM messages").fetchone()[0])
 
     # todos -------------------------------------------------------------------------
 
