@@ -34,9 +34,10 @@ log = logging.getLogger(__name__)
 
 TODO_STATUSES = ("open", "in_progress", "done", "dropped")
 CONTENT_CACHE_SIZE = 20_000
-# Long enough for a peer's migrations or a burst of turns to commit, so a
-# process opening the file waits instead of failing with "database is locked".
-BUSY_TIMEOUT_S = 30.0
+BUSY_TIMEOUT_S = 10.0  # a writer waits this long for another process's write to commit
+# Opening waits longer: several processes starting on a fresh file queue for
+# the migration lock one after the other instead of failing "database is locked".
+OPEN_BUSY_TIMEOUT_S = 30.0
 # A recovery claim not renewed for this long belongs to a process that died.
 RECOVERY_LEASE = timedelta(seconds=60)
 
@@ -154,15 +155,15 @@ class Store:
             target = str(path)
             if target != ":memory:":
                 Path(target).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(target, isolation_level=None, timeout=BUSY_TIMEOUT_S)
+            conn = sqlite3.connect(target, isolation_level=None, timeout=OPEN_BUSY_TIMEOUT_S)
             conn.row_factory = sqlite3.Row
             db = Database(conn)
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             if target != ":memory:":
                 _use_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
             problem = _migrate(db) or _schema_problem(db)
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         except sqlite3.Error as exc:
             if conn is not None:
                 conn.close()
@@ -710,7 +711,7 @@ def _use_wal(conn: sqlite3.Connection) -> None:
     when another connection holds the file while its journal mode changes:
     so retry until the busy timeout.
     """
-    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    deadline = time.monotonic() + OPEN_BUSY_TIMEOUT_S
     pause = 0.005
     while True:
         try:
