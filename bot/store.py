@@ -2,7 +2,8 @@
 
 One `Store` per process, used only on the event loop's thread. WAL and a
 busy timeout let several processes (the bot, `archbot chat`, `checkin run`)
-share one file. Migrations run on open.
+share one file. Migrations run on open, under a write lock, so processes
+starting together on a fresh file do not collide.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ import asyncio
 import json
 import logging
 import os
-import secrets
 import socket
 import sqlite3
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
@@ -140,7 +141,7 @@ class Store:
         self.conn = db.conn
         self._content_cache: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         # Who holds a recovery claim: readable in the database, unique per Store.
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.recovery_lease = RECOVERY_LEASE
 
     @classmethod
