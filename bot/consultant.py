@@ -36,6 +36,7 @@ FORWARDED_LIMIT = 8000  # characters of one forwarded message the model sees
 correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="-")
 
 UNPOSTED_MAX_AGE = timedelta(hours=1)
+RECOVERY_POLL_SECONDS = 2.0  # how often a turn another process recovers is looked at again
 TOOL_LIMIT_NOTE = (
     "Tool round limit reached for this turn: answer now with what you have, "
     "and say what you could not check."
@@ -191,31 +192,54 @@ class Consultant:
         """Complete turns a crash interrupted and post their answers; return how many.
 
         Only turns from before this process started: the adapters are already
-        live, and their own turns must not be answered twice.
+        live, and their own turns must not be answered twice. Each turn is
+        claimed in the database first, so of several processes started on one
+        file (a rolling deploy) one answers it; a turn another live process
+        holds is waited for, and taken over if that process dies.
         """
         done = 0
-        for turn in self.store.pending_turns(created_before=self.started_at):
-            thread = self.store.get_thread_by_id(turn.thread_id)
-            outbox = outboxes.get(thread.platform)
-            if outbox is None:
-                continue
-            log.info("recovering interrupted turn %s in %s", turn.id, thread.key)
-            reply = await self._locked_turn(thread.key, turn.id)
-            await self.deliver(outbox, thread, reply)
-            done += 1
-        # Answers stored but never posted (a crash between the two), if still fresh.
-        fresh_since = (datetime.now(UTC) - UNPOSTED_MAX_AGE).isoformat(timespec="microseconds")
-        for turn in self.store.unposted_turns(fresh_since, self.started_at):
-            thread = self.store.get_thread_by_id(turn.thread_id)
-            outbox = outboxes.get(thread.platform)
-            if outbox is None or not turn.reply:
-                continue
-            log.info("posting stored answer of turn %s that never reached %s", turn.id, thread.key)
-            await self.deliver(
-                outbox, thread, Reply(turn.reply, thread.key, kind="answer", turn_id=turn.id)
-            )
-            done += 1
-        return done
+        tried: set[int] = set()
+        waited: set[int] = set()
+        while True:
+            # Answers stored but never posted (a crash between the two), if still fresh.
+            fresh_since = (datetime.now(UTC) - UNPOSTED_MAX_AGE).isoformat(timespec="microseconds")
+            turns = self.store.pending_turns(created_before=self.started_at)
+            turns += self.store.unposted_turns(fresh_since, self.started_at)
+            held_elsewhere = False
+            for listed in turns:
+                thread = self.store.get_thread_by_id(listed.thread_id)
+                outbox = outboxes.get(thread.platform)
+                if outbox is None or listed.id in tried:
+                    continue
+                async with self.store.recovery_claim(listed.id) as claimed:
+                    turn = self.store.get_turn(listed.id)  # as it is now, not when listed
+                    if not claimed:
+                        if turn.posted_at is None:
+                            held_elsewhere = True
+                            if turn.id not in waited:
+                                waited.add(turn.id)
+                                log.info("turn %s is being recovered by another process", turn.id)
+                        continue
+                    tried.add(turn.id)
+                    if turn.status == "pending":
+                        log.info("recovering interrupted turn %s in %s", turn.id, thread.key)
+                        reply = await self._locked_turn(thread.key, turn.id)
+                    elif turn.reply:
+                        log.info(
+                            "posting stored answer of turn %s that never reached %s",
+                            turn.id,
+                            thread.key,
+                        )
+                        reply = Reply(turn.reply, thread.key, kind="answer", turn_id=turn.id)
+                    else:
+                        continue
+                    await self.deliver(outbox, thread, reply)
+                    done += 1
+            if not held_elsewhere:
+                log.info("recovery at start finished: %d turn(s) answered or posted", done)
+                return done
+            # Another process is recovering some of them: wait for it, or for its lease to lapse.
+            await asyncio.sleep(RECOVERY_POLL_SECONDS)
 
     async def deliver(self, outbox: Outbox, thread: ThreadRow, reply: Reply) -> None:
         """Post a reply through an outbox and record it as delivered."""

@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, start_http_server
 
 log = logging.getLogger(__name__)
 
 TURNS = Counter("archbot_turns_total", "Turns answered, by outcome", ["outcome"])
 MODEL_TOKENS = Counter("archbot_model_tokens_total", "Model tokens, by kind", ["kind"])
-TURN_SECONDS = Histogram("archbot_turn_seconds", "Wall time of a turn")
 
 
 def start_metrics_server(port: int, addr: str = "0.0.0.0") -> Callable[[], None]:

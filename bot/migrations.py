@@ -1,7 +1,8 @@
 """Schema migrations: named functions, applied in order, never edited once merged.
 
 To change the schema, append a new function. The store runs pending
-migrations every time it opens the database.
+migrations every time it opens the database, under a write lock, and refuses a
+database that a newer archbot migrated (see `known_names`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,11 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 migrations = Migrations("archbot")
+
+
+def known_names() -> list[str]:
+    """Names of every migration this version knows, in the order they apply."""
+    return [m.name for m in migrations._migrations]
 
 
 @migrations()
@@ -141,3 +147,12 @@ def m003_threads_joined(db: Database) -> None:
     # A thread is joined the moment the bot accepts the mention that starts it,
     # before its first turn exists, so a follow-up a second later is answered.
     db.execute("ALTER TABLE threads ADD COLUMN joined_at TEXT")
+
+
+@migrations()
+def m004_turn_recovery_claims(db: Database) -> None:
+    # Processes started together (a rolling deploy) claim an interrupted turn
+    # here before recovering it, so its answer is posted once. The claim is a
+    # lease: renewed while the claimer works, free to take once it goes stale.
+    db.execute("ALTER TABLE turns ADD COLUMN recovery_claimed_by TEXT")
+    db.execute("ALTER TABLE turns ADD COLUMN recovery_claimed_at TEXT")

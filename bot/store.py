@@ -2,19 +2,26 @@
 
 One `Store` per process, used only on the event loop's thread. WAL and a
 busy timeout let several processes (the bot, `archbot chat`, `checkin run`)
-share one file. Migrations run on open.
+share one file. Migrations run on open, under a write lock, so processes
+starting together on a fresh file do not collide.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
+import socket
 import sqlite3
+import time
+import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +29,18 @@ from sqlite_utils import Database
 
 from bot.errors import StorageError
 from bot.events import ContextMessage, IncomingMessage
-from bot.migrations import migrations
+from bot.migrations import known_names, migrations
 
 log = logging.getLogger(__name__)
 
 TODO_STATUSES = ("open", "in_progress", "done", "dropped")
 CONTENT_CACHE_SIZE = 20_000
+BUSY_TIMEOUT_S = 10.0  # a writer waits this long for another process's write to commit
+# Opening waits longer: several processes starting on a fresh file queue for
+# the migration lock one after the other instead of failing "database is locked".
+OPEN_BUSY_TIMEOUT_S = 30.0
+# A recovery claim not renewed for this long belongs to a process that died.
+RECOVERY_LEASE = timedelta(seconds=60)
 
 
 def utcnow() -> str:
@@ -127,25 +140,38 @@ class Store:
         self.db = db
         self.conn = db.conn
         self._content_cache: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        # Who holds a recovery claim: readable in the database, unique per Store.
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.recovery_lease = RECOVERY_LEASE
 
     @classmethod
     def open(cls, path: str | Path) -> Store:
-        """Open (creating if needed) and migrate the database at `path`."""
+        """Open (creating if needed) and migrate the database at `path`.
+
+        Safe when several processes open one fresh file at once. Raises
+        StorageError, in one line, for a database a newer archbot migrated.
+        """
+        conn: sqlite3.Connection | None = None
         try:
             target = str(path)
             if target != ":memory:":
                 Path(target).parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(target, isolation_level=None, timeout=10.0)
+            conn = sqlite3.connect(target, isolation_level=None, timeout=OPEN_BUSY_TIMEOUT_S)
             conn.row_factory = sqlite3.Row
             db = Database(conn)
-            conn.execute("PRAGMA busy_timeout = 10000")
             if target != ":memory:":
-                conn.execute("PRAGMA journal_mode = WAL")
+                _use_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA foreign_keys = ON")
-            migrations.apply(db)
+            problem = _migrate(db) or _schema_problem(db)
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
             raise StorageError(f"cannot open database {path}: {exc}") from None
+        if problem is not None:
+            conn.close()
+            raise StorageError(f"{path} {problem}")
         return cls(db)
 
     def close(self) -> None:
@@ -267,11 +293,6 @@ class Store:
         )
         return cur.rowcount == 1
 
-    def event_seen(self, event_key: str) -> bool:
-        """True when this event id was recorded before."""
-        row = self.conn.execute("SELECT 1 FROM events WHERE key = ?", (event_key,)).fetchone()
-        return row is not None
-
     def start_turn(
         self,
         thread: ThreadRow,
@@ -348,6 +369,64 @@ class Store:
             ).fetchall()
         ]
         return [self.get_turn(i) for i in ids]
+
+    def claim_recovery(self, turn_id: int) -> bool:
+        """Claim an unposted turn for recovery by this process; False if another holds it.
+
+        One conditional UPDATE under a write lock, so of several processes
+        started together exactly one wins. A claim whose lease went stale (its
+        holder died) can be taken over; a posted turn cannot be claimed.
+        """
+        now = datetime.now(UTC)
+        stale = (now - self.recovery_lease).isoformat(timespec="microseconds")
+        with self.transaction():
+            cur = self.conn.execute(
+                "UPDATE turns SET recovery_claimed_by = ?, recovery_claimed_at = ?"
+                " WHERE id = ? AND posted_at IS NULL AND (recovery_claimed_by IS NULL"
+                " OR recovery_claimed_by = ? OR recovery_claimed_at < ?)",
+                (self.owner, now.isoformat(timespec="microseconds"), turn_id, self.owner, stale),
+            )
+        return cur.rowcount == 1
+
+    def renew_recovery(self, turn_id: int) -> bool:
+        """Extend this process's recovery claim on a turn; False if it was lost."""
+        cur = self.conn.execute(
+            "UPDATE turns SET recovery_claimed_at = ? WHERE id = ? AND recovery_claimed_by = ?",
+            (utcnow(), turn_id, self.owner),
+        )
+        return cur.rowcount == 1
+
+    def release_recovery(self, turn_id: int) -> None:
+        """Give up this process's recovery claim on a turn (a later start may retry it)."""
+        self.conn.execute(
+            "UPDATE turns SET recovery_claimed_by = NULL, recovery_claimed_at = NULL"
+            " WHERE id = ? AND recovery_claimed_by = ?",
+            (turn_id, self.owner),
+        )
+
+    @asynccontextmanager
+    async def recovery_claim(self, turn_id: int) -> AsyncIterator[bool]:
+        """Hold the recovery claim on a turn for the block, renewed; yields False if not won."""
+        if not self.claim_recovery(turn_id):
+            yield False
+            return
+        renewing = asyncio.create_task(self._keep_claim(turn_id))
+        try:
+            yield True
+        finally:
+            renewing.cancel()
+            with suppress(asyncio.CancelledError):
+                await renewing
+            self.release_recovery(turn_id)
+
+    async def _keep_claim(self, turn_id: int) -> None:
+        while True:
+            await asyncio.sleep(self.recovery_lease.total_seconds() / 4)
+            if not self.renew_recovery(turn_id):
+                # Only after the loop stalled for most of a lease; the other
+                # process may now answer this turn too.
+                log.warning("lost the recovery claim on turn %s to another process", turn_id)
+                return
 
     def thread_has_turns(self, thread_id: int) -> bool:
         """True when anyone has talked to the bot in this thread."""
@@ -462,10 +541,6 @@ class Store:
                 "UPDATE threads SET summary = NULL, summary_until = 0 WHERE id = ?", (thread_id,)
             )
         return cur.rowcount
-
-    def message_count(self) -> int:
-        """Number of stored messages (all threads)."""
-        return int(self.conn.execute("SELECT count(*) FROM messages").fetchone()[0])
 
     # todos -------------------------------------------------------------------------
 
@@ -628,3 +703,102 @@ def week_start(now: datetime | None = None) -> datetime:
     """Monday 00:00 UTC of this week."""
     start = day_start(now)
     return start - timedelta(days=start.weekday())
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch the file to WAL, waiting out peers doing the same.
+
+    SQLite answers "database is locked" at once, without the busy handler,
+    when another connection holds the file while its journal mode changes:
+    so retry until the busy timeout.
+    """
+    deadline = time.monotonic() + OPEN_BUSY_TIMEOUT_S
+    pause = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(pause)  # only while opening: nothing is served yet
+        pause = min(pause * 2, 0.2)
+
+
+def _applied_names(db: Database) -> list[str]:
+    return [m.name for m in migrations.applied(db)]
+
+
+def _unknown_applied(db: Database) -> str | None:
+    unknown = [name for name in _applied_names(db) if name not in known_names()]
+    if not unknown:
+        return None
+    shown = ", ".join(unknown[:3]) + (", ..." if len(unknown) > 3 else "")
+    return (
+        f"was migrated by a newer archbot (has {shown}, this version knows up to "
+        f"{known_names()[-1]}): upgrade archbot"
+    )
+
+
+def _migrate(db: Database) -> str | None:
+    """Apply pending migrations under a write lock; why not, when a newer archbot migrated it.
+
+    Without the lock, two processes opening a fresh file both see nothing
+    applied and both create the tables ("table threads already exists"); so
+    what is applied is read again once the lock is held.
+    """
+    if _unknown_applied(db) is None and set(known_names()) <= set(_applied_names(db)):
+        return None  # the usual open: nothing to do, no write lock taken
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        newer = _unknown_applied(db)
+        if newer is None:
+            migrations.apply(db)  # each migration nests as a savepoint in this transaction
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise
+    db.conn.execute("COMMIT")
+    return newer
+
+
+@cache
+def _expected_columns() -> dict[str, frozenset[str]]:
+    """Every table and column this version's migrations create (built once, in memory)."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        db = Database(conn)
+        migrations.apply(db)
+        return _columns(db)
+    finally:
+        conn.close()
+
+
+def _columns(db: Database) -> dict[str, frozenset[str]]:
+    tables = [
+        r[0]
+        for r in db.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    ]
+    return {
+        t: frozenset(r[1] for r in db.conn.execute("SELECT * FROM pragma_table_info(?)", (t,)))
+        for t in tables
+    }
+
+
+def _schema_problem(db: Database) -> str | None:
+    """Why this file does not fit this version's schema (a renamed or dropped column), if so."""
+    found = _columns(db)
+    for table, columns in _expected_columns().items():
+        missing = sorted(columns - found.get(table, frozenset()))
+        if missing:
+            what = f"table {table}" if table not in found else f"column {table}.{missing[0]}"
+            applied = _applied_names(db)
+            return (
+                f"does not fit this archbot's schema ({what} is missing; the file has "
+                f"{applied[-1] if applied else 'no migrations'}, this version knows up to "
+                f"{known_names()[-1]}): it was changed by a newer archbot or by hand; "
+                "upgrade archbot"
+            )
+    return None
