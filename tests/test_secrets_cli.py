@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.chat_helpers import tool_result
 from tests.conftest import run_cli
 from tests.fakes.fake_anthropic import FakeAnthropic, ServerThread
 from tests.fakes.fake_discord import FakeDiscord
@@ -128,3 +129,30 @@ def test_every_secret_with_crlf_is_stripped_and_works(
     assert ANTHROPIC_KEY in {sent.get("X-Api-Key"), sent.get("Authorization", "")[7:]}
     for secret in (*ALL, DISCORD_TOKEN):
         assert not leaks(chat.stdout + chat.stderr, secret), secret
+
+
+def test_a_tool_call_with_a_crlf_token_works_and_leaves_no_trace(
+    tmp_path: Path, github: tuple[FakeGitHub, str], fake_anthropic: FakeAnthropic
+) -> None:
+    gh, url = github
+    fake_anthropic.reply_tool_use("read_file", {"path": "src/trading/features/store.py"})
+    fake_anthropic.reply_text("It is in store.py.")
+    env = {
+        "ANTHROPIC_API_KEY": ANTHROPIC_KEY + "\r",
+        "ANTHROPIC_BASE_URL": fake_anthropic.url,  # type: ignore[attr-defined]
+        "GITHUB_TOKEN": GITHUB_TOKEN + "\r",
+        "ARCHBOT_GITHUB__API_URL": url,
+        "ARCHBOT_GITHUB__DEFAULT_REPO": "acme/trading",
+        "ARCHBOT_STORAGE__PATH": str(tmp_path / "a.db"),
+        "ARCHBOT_LOG__LEVEL": "debug",
+    }
+    done = run_cli(["chat"], cwd=tmp_path, stdin="Where is the feature store?", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "It is in store.py." in done.stdout
+    text, is_error = tool_result(fake_anthropic.message_requests[-1])
+    assert not is_error and "class FeatureStore" in text
+    assert {r.headers.get("Authorization") for r in gh.requests} == {f"token {GITHUB_TOKEN}"}
+    stored = (tmp_path / "a.db").read_bytes()
+    for secret in (GITHUB_TOKEN, ANTHROPIC_KEY):
+        assert not leaks(done.stdout + done.stderr, secret)
+        assert secret[5:25].encode() not in stored
