@@ -3,17 +3,22 @@ and no part of it is printed, at any log level."""
 
 from __future__ import annotations
 
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.chat_helpers import tool_result
-from tests.conftest import run_cli
+from tests.conftest import clean_env, free_port, run_cli, wait_until
 from tests.fakes.fake_anthropic import FakeAnthropic, ServerThread
 from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.fake_github import FakeGitHub, trading_repo
-from tests.fakes.fake_slack import FakeSlack
+from tests.fakes.fake_slack import FakeSlack, event_body, event_request
 
 GITHUB_TOKEN = "ghp_" + "Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0FeDcBa98"
 ANTHROPIC_KEY = "sk-ant-api03-" + "Qm7fTz2LwX9pRb4NcV8sKd1HgJ6yUe3A" * 2
@@ -156,3 +161,102 @@ def test_a_tool_call_with_a_crlf_token_works_and_leaves_no_trace(
     for secret in (GITHUB_TOKEN, ANTHROPIC_KEY):
         assert not leaks(done.stdout + done.stderr, secret)
         assert secret[5:25].encode() not in stored
+
+
+def _run(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], Path]:
+    log_path = tmp_path / "run.log"
+    with log_path.open("w") as log:  # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "run"],
+            cwd=tmp_path,
+            env=clean_env(**env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    return proc, log_path
+
+
+def _stop(proc: subprocess.Popen[str]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_run_with_a_crlf_signing_secret_verifies_signed_events(
+    tmp_path: Path, fake_slack: FakeSlack, fake_anthropic: FakeAnthropic
+) -> None:
+    port = free_port()
+    env = {
+        "ARCHBOT_SLACK__ENABLED": "true",
+        "ARCHBOT_SLACK__MODE": "http",
+        "ARCHBOT_SLACK__PORT": str(port),
+        "ARCHBOT_SLACK__API_URL": f"{fake_slack.url}/api/",
+        "SLACK_BOT_TOKEN": SLACK_BOT_TOKEN + "\r\n",
+        "SLACK_SIGNING_SECRET": SLACK_SIGNING_SECRET + "\r\n",
+        "ANTHROPIC_BASE_URL": fake_anthropic.url,  # type: ignore[attr-defined]
+        "ANTHROPIC_API_KEY": ANTHROPIC_KEY + "\r\n",
+        "ARCHBOT_STORAGE__PATH": str(tmp_path / "a.db"),
+        "ARCHBOT_LOG__LEVEL": "debug",
+    }
+    proc, log_path = _run(tmp_path, env)
+    try:
+        wait_until(lambda: _listening(port), what="archbot to listen", proc=proc)
+        fake_anthropic.reply_text("Partition by day.")
+        body = event_body("app_mention")
+        # Signed with the secret as Slack knows it: without the CR.
+        raw, headers = event_request(body, SLACK_SIGNING_SECRET)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/slack/events", data=raw, headers=headers, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        channel, ts = body["event"]["channel"], body["event"]["ts"]
+        [reply] = wait_until(
+            lambda: fake_slack.thread_messages(channel, ts), what="the answer", proc=proc
+        )
+        assert "Partition by day." in reply.text
+    finally:
+        code = _stop(proc)
+    log = log_path.read_text()
+    assert code == 0, log
+    for secret in (SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET, ANTHROPIC_KEY):
+        assert not leaks(log, secret), secret
+    assert {c.headers.get("Authorization") for c in fake_slack.calls} == {
+        f"Bearer {SLACK_BOT_TOKEN}"
+    }
+
+
+def test_run_with_a_crlf_app_token_opens_the_socket_with_it(
+    tmp_path: Path, fake_slack: FakeSlack
+) -> None:
+    env = {
+        "ARCHBOT_SLACK__ENABLED": "true",
+        "ARCHBOT_SLACK__API_URL": f"{fake_slack.url}/api/",
+        "SLACK_BOT_TOKEN": SLACK_BOT_TOKEN + "\r\n",
+        "SLACK_APP_TOKEN": SLACK_APP_TOKEN + "\r\n",
+        "ARCHBOT_STORAGE__PATH": str(tmp_path / "a.db"),
+        "ARCHBOT_LOG__LEVEL": "debug",
+    }
+    proc, log_path = _run(tmp_path, env)
+    try:
+        [opened] = wait_until(
+            lambda: fake_slack.calls_of("apps.connections.open")[:1],
+            what="apps.connections.open",
+            proc=proc,
+        )
+    finally:
+        code = _stop(proc)
+    log = log_path.read_text()
+    assert code == 0, log
+    assert opened.headers.get("Authorization") == f"Bearer {SLACK_APP_TOKEN}"
+    for secret in (SLACK_BOT_TOKEN, SLACK_APP_TOKEN):
+        assert not leaks(log, secret), secret
