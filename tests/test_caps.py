@@ -218,7 +218,16 @@ async def test_every_command_reply_fits_one_slack_message_with_a_thousand_todos(
             core.store.update_todo(thread.id, i, status="done")
     for u in range(30):
         core.store.record_usage(
-            UsageRecord("m", "answer", 10, 5, 0, 0, 1, 0.01 * u),
+            UsageRecord(
+                model="m",
+                purpose="answer",
+                input_tokens=10,
+                output_tokens=5,
+                cache_read_tokens=0,
+                cache_write_tokens=0,
+                latency_ms=1,
+                cost_usd=0.01 * u,
+            ),
             thread_id=thread.id,
             channel_key=thread.channel_key,
             user=f"U{u:04d}" + "n" * 100,

@@ -130,7 +130,7 @@ def test_every_secret_with_crlf_is_stripped_and_works(
     chat = run_cli(["chat"], cwd=tmp_path, stdin="Where do we keep ticks?", env=env)
     assert chat.returncode == 0, chat.stderr
     assert "Use Parquet." in chat.stdout
-    sent = fake_anthropic.requests[-1].headers
+    sent = fake_anthropic.message_requests[-1].headers
     assert ANTHROPIC_KEY in {sent.get("X-Api-Key"), sent.get("Authorization", "")[7:]}
     for secret in (*ALL, DISCORD_TOKEN):
         assert not leaks(chat.stdout + chat.stderr, secret), secret
