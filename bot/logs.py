@@ -52,7 +52,9 @@ class Redactor:
         # (form, length of the head that starts a prefix piece, length of the tail that ends a suffix piece)
         self._forms: list[tuple[str, int, int]] = []
         seen: set[str] = set()
-        for secret in secrets:
+        for raw in secrets:
+            # Settings strip secrets already; a value built some other way is matched the same.
+            secret = raw.strip()
             if len(secret) < MIN_SECRET_LENGTH:
                 continue
             kind = _KIND_PREFIX.match(secret)

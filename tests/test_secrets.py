@@ -109,6 +109,12 @@ def test_each_escaped_form_is_redacted(form: str, secret: str) -> None:
     assert body[:8] not in out and body[-8:] not in out
 
 
+def test_an_unstripped_value_given_to_the_redactor_still_matches_its_escaped_forms() -> None:
+    redact = Redactor([TOKEN + "\r\n"])
+    expected = r"""ValueError("Illegal header value b'token [redacted]\\r'")"""
+    assert redact(FORMS["header error"](TOKEN + "\r")) == expected
+
+
 def test_pieces_a_library_cut_short_are_redacted() -> None:
     redact = Redactor([TOKEN])
     cut = TOKEN[:20]
