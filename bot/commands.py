@@ -145,7 +145,7 @@ async def todos_command(ctx: CommandContext, args: str) -> str:
     for word in args.lower().split():
         if word == "all":
             show_all = True
-        elif word.isdigit() and int(word) >= 1:
+        elif word.isascii() and word.isdigit() and int(word) >= 1:
             page = int(word)
         else:
             raise CommandError(f"`{echo(word)}` is neither `all` nor a page number.")

@@ -246,6 +246,11 @@ async def test_every_command_reply_fits_one_slack_message_with_a_thousand_todos(
     )
     assert "…and 20 more users this week" in replies["!usage"]
     assert "Unknown command" in replies["!" + "h" * 9000]
+    for bad in ("!todos ²", "!todos 0", "!todos everything"):
+        reply = await core.consultant.handle(msg(bad, thread="big", event_id=f"bad-{bad}"))
+        assert reply is not None and "neither `all` nor a page number" in reply.text
+    late = await core.consultant.handle(msg("!todos 99", thread="big", event_id="late"))
+    assert late is not None and "is the last" in late.text
     assert fake_anthropic.message_requests == []  # commands never call the model
 
 
