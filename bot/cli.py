@@ -61,27 +61,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     if args.command == "init":
         return cmd_init(Path(args.config) if args.config else Path("archbot.toml"))
+    # Until the secrets are loaded there is nothing to redact; after, every error line is.
+    redact: Callable[[str], str] = str
     try:
         settings = load_settings(resolve_config_path(args.config))
         secrets = load_secrets()
         from bot.logs import configure_logging
 
-        configure_logging(settings.log, secrets)
+        redact = configure_logging(settings.log, secrets)
         handler = COMMANDS[args.command]
         return asyncio.run(handler(args, settings, secrets))
     except ConfigError as exc:
-        print(f"archbot: {exc}", file=sys.stderr)
+        print(f"archbot: {redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except ArchbotError as exc:
-        print(f"archbot: {exc}", file=sys.stderr)
+        print(f"archbot: {redact(str(exc))}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a bug: still one line for the user, details in the debug log
         log.debug("unexpected error", exc_info=True)
         print(
-            f"archbot: unexpected error ({type(exc).__name__}: {exc}); "
-            "run with ARCHBOT_LOG__LEVEL=debug for the traceback",
+            redact(
+                f"archbot: unexpected error ({type(exc).__name__}: {exc}); "
+                "run with ARCHBOT_LOG__LEVEL=debug for the traceback"
+            ),
             file=sys.stderr,
         )
         return EXIT_FAILURE

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from bot.errors import CommandError
 from bot.events import IncomingMessage
 from bot.store import day_start, week_start
-from bot.tools.todos import format_todos
+from bot.tools.todos import TITLE_MAX_CHARS, todo_page
 
 if TYPE_CHECKING:
     from bot.settings import Secrets, Settings
@@ -23,6 +23,30 @@ if TYPE_CHECKING:
     from bot.tools import Services
 
 log = logging.getLogger(__name__)
+
+# Any command's reply fits one Slack message (12,000) and a few Discord messages
+# (2,000 each): long output is paginated by its command, or else cut here with a note.
+REPLY_MAX_CHARS = 6_000
+# How much of a user's own word an error message quotes back.
+ECHO_MAX_CHARS = 40
+
+
+def echo(word: str) -> str:
+    """A user's word as quoted back in a reply, cut short."""
+    return word if len(word) <= ECHO_MAX_CHARS else word[: ECHO_MAX_CHARS - 1] + "…"
+
+
+def cap_reply(text: str, max_chars: int = REPLY_MAX_CHARS) -> str:
+    """`text` cut at the last line break within `max_chars`, with a note saying so."""
+    if len(text) <= max_chars:
+        return text
+    note = f"\n[…cut at {max_chars:,} characters to fit in one message.]"
+    head = text[: max_chars - len(note) - 4]
+    if "\n" in head:
+        head = head[: head.rindex("\n")]
+    if sum(1 for line in head.splitlines() if line.lstrip().startswith("```")) % 2:
+        head += "\n```"  # a cut inside a code block must not leave it open
+    return head + note
 
 
 @dataclass
@@ -87,12 +111,12 @@ class CommandRegistry:
         name = name.lower().strip()
         cmd = self._commands.get(name)
         if cmd is None:
-            shown = f"`!{name}`" if name else "an empty command"
-            return f"Unknown command {shown}.\n\n{self.help_text()}"
+            shown = f"`!{echo(name)}`" if name else "an empty command"
+            return cap_reply(f"Unknown command {shown}.\n\n{self.help_text()}")
         try:
-            return await cmd.function(ctx, args.strip())
+            return cap_reply(await cmd.function(ctx, args.strip()))
         except CommandError as exc:
-            return f"{exc}\n\nUsage: `{cmd.usage}`"
+            return cap_reply(f"{exc}\n\nUsage: `{cmd.usage}`")
 
 
 def is_command(text: str) -> bool:
@@ -110,17 +134,32 @@ async def help_command(ctx: CommandContext, args: str) -> str:
     return registry.help_text()
 
 
-@command("todos", usage="!todos", summary="this thread's todo list")
+@command(
+    "todos",
+    usage="!todos [all] [PAGE]",
+    summary="this thread's todo list (a long one: open first, by page; `all` adds done ones)",
+)
 async def todos_command(ctx: CommandContext, args: str) -> str:
-    """List the thread's todos."""
-    return format_todos(ctx.store.list_todos(ctx.thread.id))
+    """List the thread's todos, a page at a time when the list is long."""
+    show_all, page = False, 1
+    for word in args.lower().split():
+        if word == "all":
+            show_all = True
+        elif word.isascii() and word.isdigit() and int(word) >= 1:
+            page = int(word)
+        else:
+            raise CommandError(f"`{echo(word)}` is neither `all` nor a page number.")
+    try:
+        return todo_page(ctx.store.list_todos(ctx.thread.id), page, show_all=show_all)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def _todo_number(word: str) -> int:
     try:
         number = int(word.lstrip("#"))
     except ValueError:
-        raise CommandError(f"`{word}` is not a todo number.") from None
+        raise CommandError(f"`{echo(word)}` is not a todo number.") from None
     if number < 1:
         raise CommandError("Todo numbers start at 1.")
     return number
@@ -139,8 +178,13 @@ async def todo_command(ctx: CommandContext, args: str) -> str:
     if action == "add":
         if not rest:
             raise CommandError("Say what to add: `!todo add TEXT`.")
-        todo = ctx.store.add_todo(ctx.thread.id, rest[:300], created_by=ctx.msg.user)
-        return f"Added todo {todo.number}: {todo.title}"
+        title = " ".join(rest.split())
+        cut = ""
+        if len(title) > TITLE_MAX_CHARS:
+            title = title[: TITLE_MAX_CHARS - 1].rsplit(" ", 1)[0] + "…"
+            cut = f"\n(The title was cut to {TITLE_MAX_CHARS} characters: a todo is one line.)"
+        todo = ctx.store.add_todo(ctx.thread.id, title, created_by=ctx.msg.user)
+        return f"Added todo {todo.number}: {todo.title}{cut}"
     if action in {"done", "drop"}:
         if not rest:
             raise CommandError(f"Say which todo: `!todo {action} N`.")
@@ -166,6 +210,9 @@ async def forget_command(ctx: CommandContext, args: str) -> str:
     )
 
 
+USAGE_MAX_USERS = 10
+
+
 def _fmt_totals(label: str, t: UsageTotals) -> str:
     return (
         f"| {label} | {t.calls} | {t.input_tokens:,} | {t.output_tokens:,} | "
@@ -185,8 +232,12 @@ async def usage_command(ctx: CommandContext, args: str) -> str:
         _fmt_totals("channel today", store.usage_for_channel(ctx.thread.channel_key, today)),
         _fmt_totals("channel this week", store.usage_for_channel(ctx.thread.channel_key, week)),
     ]
-    for user, totals in store.usage_by_user(ctx.thread.channel_key, week)[:10]:
-        rows.append(_fmt_totals(f"{user or 'system'} (week)", totals))
+    users = store.usage_by_user(ctx.thread.channel_key, week)
+    for user, totals in users[:USAGE_MAX_USERS]:
+        rows.append(_fmt_totals(f"{echo(user) or 'system'} (week)", totals))
+    if len(users) > USAGE_MAX_USERS:
+        more = len(users) - USAGE_MAX_USERS
+        rows.append(f"| …and {more:,} more user{'s' if more != 1 else ''} this week | | | | | | |")
     budget = ctx.settings.llm.daily_token_budget_per_user
     note = ""
     if budget:

@@ -8,6 +8,7 @@ import anthropic
 
 from bot.errors import ArchbotError
 from bot.llm import describe_api_error, make_anthropic_client
+from bot.logs import Redactor, secret_values
 from bot.ports import PLATFORM_ADAPTERS
 from bot.settings import Secrets, Settings
 from bot.store import Store
@@ -52,7 +53,9 @@ async def run_checks(settings: Settings, secrets: Secrets) -> list[CheckResult]:
             continue
         results.append(await _platform_check(module_name, label, settings, secrets))
     results.append(await _platform_check("bot.github", "github", settings, secrets, optional=True))
-    return results
+    # Details quote library errors, which may quote a header holding a token.
+    redact = Redactor(secret_values(secrets))
+    return [(name, status, redact(detail)) for name, status, detail in results]
 
 
 async def _platform_check(

@@ -5,27 +5,161 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from urllib.parse import quote, quote_plus
 
 from bot.consultant import correlation_id
 from bot.settings import LogSettings, Secrets
 
+REDACTED = "[redacted]"
+# Shorter values would blank ordinary words (a local gateway's key may be "ollama").
+MIN_SECRET_LENGTH = 6
+# A piece of a secret (a library cut it short, or shows its ends) is redacted once it
+# carries this many characters beyond the secret's public kind prefix (`ghp_`,
+# `sk-ant-api03-`, `xoxb-`): fewer reveal too little to matter, and "show the last
+# four" masks stay readable.
+MIN_PIECE_ENTROPY = 8
+_KIND_PREFIX = re.compile(r"(?:[A-Za-z][A-Za-z0-9]{0,7}[-_]){1,3}")
 
-class _RedactSecrets(logging.Filter):
+
+def _escapes() -> list[Callable[[str], str]]:
+    """How a library may print a string: repr, bytes literal, JSON, percent-encoding."""
+    return [
+        lambda s: repr(s)[1:-1],
+        lambda s: s.encode("unicode_escape").decode("ascii"),
+        lambda s: repr(s.encode("utf-8", "backslashreplace"))[2:-1],
+        lambda s: json.dumps(s)[1:-1],
+        lambda s: json.dumps(s, ensure_ascii=False)[1:-1],
+        lambda s: quote(s, safe=""),
+        lambda s: quote(s),
+        lambda s: quote_plus(s, safe=""),
+    ]
+
+
+def escaped_forms(secret: str) -> set[str]:
+    """The secret as printed plainly, escaped once, and escaped twice (a repr inside a repr)."""
+    once = {secret} | {escape(secret) for escape in _escapes()}
+    twice = {escape(form) for form in once for escape in _escapes()}
+    return once | twice
+
+
+class Redactor:
+    """Replaces every secret, in any escaped form and any long enough piece, with [redacted]."""
+
     def __init__(self, secrets: Iterable[str]) -> None:
+        # (form, length of the head that starts a prefix piece, length of the tail that ends a suffix piece)
+        self._forms: list[tuple[str, int, int]] = []
+        seen: set[str] = set()
+        for raw in secrets:
+            # Settings strip secrets already; a value built some other way is matched the same.
+            secret = raw.strip()
+            if len(secret) < MIN_SECRET_LENGTH:
+                continue
+            kind = _KIND_PREFIX.match(secret)
+            head = (kind.end() if kind else 0) + MIN_PIECE_ENTROPY
+            for form in escaped_forms(secret):
+                if form in seen:
+                    continue
+                seen.add(form)
+                if len(form) <= head:
+                    self._forms.append((form, len(form), 0))
+                else:
+                    self._forms.append((form, head, MIN_PIECE_ENTROPY))
+
+    def __bool__(self) -> bool:
+        return bool(self._forms)
+
+    def __call__(self, text: str) -> str:
+        """`text` with every occurrence of a secret (or a long piece of one) redacted."""
+        if not self._forms or not text:
+            return text
+        spans: list[tuple[int, int]] = []
+        for form, head, tail in self._forms:
+            spans += _prefix_spans(text, form, head)
+            if tail:
+                spans += _suffix_spans(text, form, tail)
+        if not spans:
+            return text
+        out, last = [], 0
+        for start, end in _merged(spans):
+            out.append(text[last:start])
+            out.append(REDACTED)
+            last = end
+        out.append(text[last:])
+        return "".join(out)
+
+
+def _prefix_spans(text: str, form: str, head: int) -> list[tuple[int, int]]:
+    """Where `text` holds the first `head` or more characters of `form`."""
+    spans = []
+    start = text.find(form[:head])
+    while start != -1:
+        end = start + head
+        while end - start < len(form) and end < len(text) and text[end] == form[end - start]:
+            end += 1
+        spans.append((start, end))
+        start = text.find(form[:head], start + 1)
+    return spans
+
+
+def _suffix_spans(text: str, form: str, tail: int) -> list[tuple[int, int]]:
+    """Where `text` holds the last `tail` or more characters of `form`."""
+    spans = []
+    end = text.find(form[-tail:])
+    while end != -1:
+        start, stop = end, end + tail
+        offset = len(form) - tail
+        while offset > 0 and start > 0 and text[start - 1] == form[offset - 1]:
+            start -= 1
+            offset -= 1
+        spans.append((start, stop))
+        end = text.find(form[-tail:], end + 1)
+    return spans
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+class RedactSecrets(logging.Filter):
+    """Redacts a record's message, arguments, traceback and stack; adds the correlation id."""
+
+    _formatter = logging.Formatter()
+
+    def __init__(self, redact: Redactor) -> None:
         super().__init__()
-        self.secrets = [s for s in secrets if len(s) >= 6]
+        self.redact = redact
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Always keeps the record, with every secret in it replaced."""
         record.correlation_id = correlation_id.get()
-        if self.secrets:
-            message = record.getMessage()
-            redacted = message
-            for secret in self.secrets:
-                redacted = redacted.replace(secret, "[redacted]")
-            if redacted != message:
-                record.msg, record.args = redacted, None
+        if not self.redact:
+            return True
+        try:
+            message = original = record.getMessage()
+        except Exception:  # bad %-arguments: logging would print them raw to stderr
+            message = f"{record.msg} (log arguments that do not fit: {record.args!r})"
+            original = ""
+        redacted = self.redact(message)
+        if redacted != original:
+            record.msg, record.args = redacted, None
+        if record.exc_info:
+            # Formatters print exc_text when set; the live exception (and its
+            # arguments) is dropped so no later formatter renders it unredacted.
+            record.exc_text = self._formatter.formatException(record.exc_info)
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
         return True
 
 
@@ -38,8 +172,12 @@ class _JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "correlation_id": getattr(record, "correlation_id", "-"),
         }
-        if record.exc_info:
-            payload["exc"] = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            payload["exc"] = record.exc_text
+        if record.stack_info:
+            payload["stack"] = record.stack_info
         return json.dumps(payload, ensure_ascii=False)
 
 
@@ -53,10 +191,10 @@ def secret_values(secrets: Secrets) -> list[str]:
     return values
 
 
-def configure_logging(settings: LogSettings, secrets: Secrets) -> None:
-    """Send logs to stderr in the configured format and level."""
+def configure_logging(settings: LogSettings, secrets: Secrets) -> Redactor:
+    """Send logs to stderr in the configured format and level; return the redactor it uses."""
+    redact = Redactor(secret_values(secrets))
     handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(_RedactSecrets(secret_values(secrets)))
     if settings.format == "json":
         handler.setFormatter(_JsonFormatter())
     else:
@@ -65,6 +203,10 @@ def configure_logging(settings: LogSettings, secrets: Secrets) -> None:
         )
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    # Filters sit on handlers, not loggers: a logger's filter never sees records
+    # propagated from child loggers, a handler's sees them all.
+    for each in root.handlers:
+        each.addFilter(RedactSecrets(redact))
     root.setLevel(settings.level.upper())
     # Chatty client libraries stay at warning unless we debug.
     if settings.level != "debug":
@@ -78,3 +220,4 @@ def configure_logging(settings: LogSettings, secrets: Secrets) -> None:
             "apscheduler",
         ):
             logging.getLogger(name).setLevel(logging.WARNING)
+    return redact

@@ -203,6 +203,32 @@ class Secrets(BaseSettings):
     discord_token: SecretStr | None = Field(None, validation_alias="DISCORD_TOKEN")
     github_token: SecretStr | None = Field(None, validation_alias="GITHUB_TOKEN")
 
+    @field_validator(
+        "anthropic_api_key",
+        "anthropic_base_url",
+        "slack_bot_token",
+        "slack_app_token",
+        "slack_signing_secret",
+        "discord_token",
+        "github_token",
+        mode="before",
+    )
+    @classmethod
+    def _strip(cls, value: object) -> object:
+        # A CRLF .env file or a pasted token leaves a \r or \n behind; no service
+        # accepts one, and an escaped copy of it slips past exact-match redaction.
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        if not value:
+            return None
+        if any(ch.isspace() or not ch.isprintable() for ch in value):
+            # The message never echoes the value: pydantic would put it in the error.
+            raise ValueError(_INSIDE_SECRET)
+        return value
+
     @property
     def model_configured(self) -> bool:
         """A key or a base URL (a gateway or local server) means we can try the model."""
@@ -211,6 +237,8 @@ class Secrets(BaseSettings):
             or self.anthropic_base_url
         )
 
+
+_INSIDE_SECRET = "contains a space, line break or control character inside it; set it again"
 
 # pydantic-settings builds sources from the class; the path is handed over here
 # for the duration of one load (loads happen once, at start, on one thread).
@@ -248,8 +276,15 @@ def load_settings(config_path: Path | None) -> Settings:
 
 
 def load_secrets() -> Secrets:
-    """Read credentials from the environment."""
-    return Secrets()
+    """Read credentials from the environment, stripped; raise ConfigError naming a bad one."""
+    try:
+        return Secrets()
+    except ValidationError as exc:
+        # Never describe_validation_error here: it would show the offending value.
+        names = ", ".join(
+            str(err["loc"][0]).upper() if err["loc"] else "a secret" for err in exc.errors()
+        )
+        raise ConfigError(f"config: {names}: {_INSIDE_SECRET}") from None
 
 
 def describe_validation_error(exc: ValidationError) -> str:
