@@ -9,9 +9,12 @@ threads run in parallel. Nothing the user wrote is lost when the model fails.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
-from collections.abc import Mapping
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,6 +39,16 @@ FORWARDED_LIMIT = 8000  # characters of one forwarded message the model sees
 correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="-")
 
 UNPOSTED_MAX_AGE = timedelta(hours=1)
+GREETING = (
+    "Hi, I'm archbot, your ML systems architect. Ask me a design question here "
+    "(data, training, serving, MLOps, trading systems) and I'll answer with options, "
+    "trade-offs and the questions to settle first."
+)
+# What the model reads for a mention with no words inside a discussion.
+BARE_MENTION = (
+    "(mentioned you without writing anything: weigh in on the discussion so far "
+    "with your view, the risks you see and what to settle next)"
+)
 TOOL_LIMIT_NOTE = (
     "Tool round limit reached for this turn: answer now with what you have, "
     "and say what you could not check."
@@ -67,6 +80,33 @@ def unavailable_reply(error: ModelUnavailable) -> str:
         "Your message is saved in this thread's history, so you don't need to retype it: "
         'ask again (or just say "go on") once the model is back. Meanwhile these still work: '
         "`!todos`, `!todo add`, `!usage`, `!help`."
+    )
+
+
+def log_failure(exc: BaseException, what: str) -> str:
+    """Log `exc` with its traceback under a fresh reference and return the reference."""
+    ref = f"err-{uuid.uuid4().hex[:8]}"
+    log.error("%s [%s]: %s", what, ref, type(exc).__name__, exc_info=exc)
+    return ref
+
+
+def failure_reply(exc: BaseException, ref: str) -> str:
+    """What users see when a turn broke for a reason other than the model: what, and where."""
+    what = "a database error" if isinstance(exc, sqlite3.Error) else "an internal error"
+    return (
+        f"Something went wrong on my side and I stopped working on this message: "
+        f"{what} ({type(exc).__name__}). The bot's log has the details under `{ref}`.\n\n"
+        'Your message is saved in this thread\'s history: ask again (or just say "go on") '
+        "in a moment."
+    )
+
+
+def command_failure_reply(exc: BaseException, ref: str) -> str:
+    """What users see when a !command broke: what, and where the details are."""
+    what = "a database error" if isinstance(exc, sqlite3.Error) else "an internal error"
+    return (
+        f"That command failed on my side: {what} ({type(exc).__name__}). "
+        f"The bot's log has the details under `{ref}`."
     )
 
 
@@ -165,25 +205,38 @@ class Consultant:
             return None
         event_key = f"{msg.platform}:{msg.workspace}:{msg.event_id}" if msg.event_id else None
         command = is_command(msg.text)
-        with self.store.transaction():
-            if event_key is not None and not self.store.claim_event(event_key):
-                log.info("duplicate delivery of %s ignored", event_key)
-                return None
-            thread = self.store.ensure_thread_for(msg)
-            if msg.prior_context and not thread.context_imported:
-                self.store.import_context(thread.id, msg.prior_context)
-            turn_id = None
-            if not command:
-                turn_id = self.store.start_turn(
-                    thread,
-                    event_key=event_key,
-                    user=msg.user,
-                    user_name=msg.user_name,
-                    text=msg.text,
-                    content=[{"type": "text", "text": self._user_text(msg)}],
-                )
+        try:
+            with self.store.transaction():
+                if event_key is not None and not self.store.claim_event(event_key):
+                    log.info("duplicate delivery of %s ignored", event_key)
+                    return None
+                thread = self.store.ensure_thread_for(msg)
+                if msg.prior_context and not thread.context_imported:
+                    self.store.import_context(thread.id, msg.prior_context)
+                turn_id = None
+                if not command:
+                    if not msg.has_content and not self._has_history(thread):
+                        # A bare mention with nothing to weigh in on: say hello, no model call.
+                        return Reply(sign_off(self._greeting()), thread.key, kind="notice")
+                    turn_id = self.store.start_turn(
+                        thread,
+                        event_key=event_key,
+                        user=msg.user,
+                        user_name=msg.user_name,
+                        text=msg.text,
+                        content=[{"type": "text", "text": self._user_text(msg)}],
+                    )
+        except Exception as exc:
+            # Rolled back, event claim included: a redelivery gets another chance.
+            ref = log_failure(exc, f"storing a message in {msg.thread_key} failed")
+            return Reply(sign_off(failure_reply(exc, ref)), msg.thread_key, kind="error")
         if command:
-            return await self._run_command(msg, thread)
+            if self.commands.is_read_only(msg.text):
+                return await self._run_command(msg, thread)
+            # Same order as the thread's turns: `!forget` must not pull the
+            # question out from under a running turn's next tool round.
+            async with self._thread_order(thread.key):
+                return await self._run_command(msg, self.store.get_thread_by_id(thread.id))
         assert turn_id is not None
         return await self._locked_turn(thread.key, turn_id, on_text)
 
@@ -195,26 +248,35 @@ class Consultant:
         """
         done = 0
         for turn in self.store.pending_turns(created_before=self.started_at):
-            thread = self.store.get_thread_by_id(turn.thread_id)
-            outbox = outboxes.get(thread.platform)
-            if outbox is None:
-                continue
-            log.info("recovering interrupted turn %s in %s", turn.id, thread.key)
-            reply = await self._locked_turn(thread.key, turn.id)
-            await self.deliver(outbox, thread, reply)
-            done += 1
+            try:
+                thread = self.store.get_thread_by_id(turn.thread_id)
+                outbox = outboxes.get(thread.platform)
+                if outbox is None:
+                    continue
+                log.info("recovering interrupted turn %s in %s", turn.id, thread.key)
+                reply = await self._locked_turn(thread.key, turn.id)
+                await self.deliver(outbox, thread, reply)
+                done += 1
+            except Exception as exc:
+                # One broken turn must not keep the others from being answered.
+                log_failure(exc, f"recovering turn {turn.id} failed")
         # Answers stored but never posted (a crash between the two), if still fresh.
         fresh_since = (datetime.now(UTC) - UNPOSTED_MAX_AGE).isoformat(timespec="microseconds")
         for turn in self.store.unposted_turns(fresh_since, self.started_at):
-            thread = self.store.get_thread_by_id(turn.thread_id)
-            outbox = outboxes.get(thread.platform)
-            if outbox is None or not turn.reply:
-                continue
-            log.info("posting stored answer of turn %s that never reached %s", turn.id, thread.key)
-            await self.deliver(
-                outbox, thread, Reply(turn.reply, thread.key, kind="answer", turn_id=turn.id)
-            )
-            done += 1
+            try:
+                thread = self.store.get_thread_by_id(turn.thread_id)
+                outbox = outboxes.get(thread.platform)
+                if outbox is None or not turn.reply:
+                    continue
+                log.info(
+                    "posting stored answer of turn %s that never reached %s", turn.id, thread.key
+                )
+                await self.deliver(
+                    outbox, thread, Reply(turn.reply, thread.key, kind="answer", turn_id=turn.id)
+                )
+                done += 1
+            except Exception as exc:
+                log_failure(exc, f"posting the stored answer of turn {turn.id} failed")
         return done
 
     async def deliver(self, outbox: Outbox, thread: ThreadRow, reply: Reply) -> None:
@@ -233,30 +295,70 @@ class Consultant:
 
     # internals ---------------------------------------------------------------------
 
+    def _has_history(self, thread: ThreadRow) -> bool:
+        """True when the thread holds something to discuss: turns, imported context, a summary."""
+        return thread.summary is not None or (
+            self.store.history_tokens(thread.id, after_turn=-1, upto_turn=2**62) > 0
+        )
+
+    def _greeting(self) -> str:
+        return f"{GREETING}\n\n{self.commands.help_text()}"
+
     def _user_text(self, msg: IncomingMessage) -> str:
-        text = render_user_text(msg)
+        text = render_user_text(msg) or BARE_MENTION
         if msg.platform == "console":
             return text
         return f"{msg.user_name or msg.user}: {text}"
 
     async def _run_command(self, msg: IncomingMessage, thread: ThreadRow) -> Reply:
         ctx = CommandContext(self.store, self.settings, self.secrets, msg, thread, self.services)
-        body = await self.commands.run(ctx, msg.text)
+        try:
+            body = await self.commands.run(ctx, msg.text)
+        except Exception as exc:
+            ref = log_failure(exc, f"command {msg.text.split()[0][:40]!r} in {thread.key} failed")
+            return Reply(sign_off(command_failure_reply(exc, ref)), thread.key, kind="error")
         return Reply(sign_off(body), thread.key, kind="command")
 
-    async def _locked_turn(self, key: str, turn_id: int, on_text: TextSink | None = None) -> Reply:
+    @contextlib.asynccontextmanager
+    async def _thread_order(self, key: str) -> AsyncIterator[None]:
+        """Wait for the thread's earlier turns and commands, in arrival order."""
         lock = self._locks.acquire_slot(key)
         try:
             async with lock:
-                token = correlation_id.set(f"turn-{turn_id}")
-                try:
-                    return await self._run_turn(turn_id, on_text)
-                finally:
-                    correlation_id.reset(token)
+                yield
         finally:
             self._locks.release_slot(key)
 
-    async def _run_turn(self, turn_id: int, on_text: TextSink | None = None) -> Reply:
+    async def _locked_turn(self, key: str, turn_id: int, on_text: TextSink | None = None) -> Reply:
+        async with self._thread_order(key):
+            token = correlation_id.set(f"turn-{turn_id}")
+            try:
+                return await self._run_turn(key, turn_id, on_text)
+            finally:
+                correlation_id.reset(token)
+
+    async def _run_turn(self, key: str, turn_id: int, on_text: TextSink | None = None) -> Reply:
+        try:
+            return await self._turn(turn_id, on_text)
+        except Exception as exc:
+            # A store error, a bug or an SDK surprise: the turn still ends, with a
+            # reply and a reference to the logged traceback, never pending and silent.
+            ref = log_failure(exc, f"turn {turn_id} failed")
+            reply = sign_off(failure_reply(exc, ref))
+            try:
+                self.store.finish_turn(
+                    turn_id, status="failed", reply=reply, error=f"internal {ref}"
+                )
+            except Exception:
+                log.exception(
+                    "turn %s could not be marked failed [%s]; it is retried at the next start",
+                    turn_id,
+                    ref,
+                )
+            TURNS.labels(outcome="internal_error").inc()
+            return Reply(reply, key, kind="error", turn_id=turn_id)
+
+    async def _turn(self, turn_id: int, on_text: TextSink | None) -> Reply:
         turn = self.store.get_turn(turn_id)
         if turn.status != "pending":  # finished by another process or an earlier attempt
             return Reply(
