@@ -27,7 +27,7 @@ from bot.metrics import TURNS
 from bot.ports import Outbox
 from bot.prompts import COMPACTION_PROMPT, CONSULTANT_PROMPT
 from bot.settings import Secrets, Settings
-from bot.signoff import sign_off
+from bot.signoff import SignOffFilter, sign_off
 from bot.store import Store, StoredMessage, ThreadRow, day_start, estimate_tokens, utcnow
 from bot.tools import Services, ToolContext, ToolRegistry
 
@@ -373,7 +373,10 @@ class Consultant:
             self._check_budget(turn.user)
             if await self._compact_if_needed(thread, turn_id, turn.user):
                 thread = self.store.get_thread_by_id(turn.thread_id)
-            shown, final = await self._tool_loop(thread, turn_id, turn.user, on_text)
+            sink = _RoundSeparatedSink(on_text) if on_text is not None else None
+            shown, final = await self._tool_loop(thread, turn_id, turn.user, sink)
+            if sink is not None:
+                await sink.finish()
         except ModelUnavailable as exc:
             # Offline mode is a setting, not an incident.
             level = logging.INFO if exc.cause == "no_key" else logging.WARNING
@@ -403,11 +406,11 @@ class Consultant:
             )
 
     async def _tool_loop(
-        self, thread: ThreadRow, turn_id: int, user: str, on_text: TextSink | None
+        self, thread: ThreadRow, turn_id: int, user: str, sink: _RoundSeparatedSink | None
     ) -> tuple[str, str]:
         """Run model calls and tools; return (all rounds' text as shown, the last round's text).
 
-        The first equals, character for character, what `on_text` received.
+        The first, with the sign-off rule applied, is what `sink` passed on.
         """
         rounds = self.settings.llm.max_tool_rounds
         tool_defs = self.tools.schemas()
@@ -420,7 +423,6 @@ class Consultant:
             services=self.services,
             turn_id=turn_id,
         )
-        sink = _RoundSeparatedSink(on_text) if on_text is not None else None
         shown: list[str] = []
         for round_no in range(rounds + 1):
             last_round = round_no == rounds
@@ -545,10 +547,16 @@ class Consultant:
 
 
 class _RoundSeparatedSink:
-    """Forwards text deltas, with a blank line between rounds, and never fails the turn."""
+    """Forwards text deltas, with a blank line between rounds, and never fails the turn.
+
+    Text passes through the sign-off filter, so what the platform shows is
+    always the beginning of the signed-off reply (a sign-off line the model
+    wrote mid-answer is never shown and then taken back).
+    """
 
     def __init__(self, sink: TextSink) -> None:
         self._sink: TextSink | None = sink
+        self._filter = SignOffFilter()
         self._wrote = False
         self._separate = False
 
@@ -556,13 +564,22 @@ class _RoundSeparatedSink:
         self._separate = self._wrote
 
     async def send(self, text: str) -> None:
-        if self._sink is None or not text:
+        if not text:
             return
         if self._separate:
             text, self._separate = "\n\n" + text, False
+        self._wrote = True
+        await self._forward(self._filter.feed(text))
+
+    async def finish(self) -> None:
+        """The answer is complete: pass on what the filter still holds."""
+        await self._forward(self._filter.flush())
+
+    async def _forward(self, text: str) -> None:
+        if self._sink is None or not text:
+            return
         try:
             await self._sink(text)
-            self._wrote = True
         except Exception:
             # A platform hiccup while streaming must not lose the answer: the
             # adapter still gets the whole Reply and can post it.
