@@ -83,6 +83,21 @@ def unavailable_reply(error: ModelUnavailable) -> str:
     )
 
 
+def check_daily_budget(store: Store, settings: Settings, user: str) -> None:
+    """Raise ModelUnavailable("budget") when `user` has spent today's token budget.
+
+    Called before every model call of a turn (each tool round, compaction and
+    delegation), so one long turn cannot run far past the budget.
+    """
+    budget = settings.llm.daily_token_budget_per_user
+    if budget and store.tokens_used_since(user, day_start()) >= budget:
+        raise ModelUnavailable(
+            "budget",
+            f"you have used your daily token budget ({budget:,} tokens, "
+            "[llm] daily_token_budget_per_user); it resets at 00:00 UTC",
+        )
+
+
 def log_failure(exc: BaseException, what: str) -> str:
     """Log `exc` with its traceback under a fresh reference and return the reference."""
     ref = f"err-{uuid.uuid4().hex[:8]}"
@@ -370,7 +385,6 @@ class Consultant:
         # Read after taking the lock: a turn ahead of this one may have compacted the thread.
         thread = self.store.get_thread_by_id(turn.thread_id)
         try:
-            self._check_budget(turn.user)
             if await self._compact_if_needed(thread, turn_id, turn.user):
                 thread = self.store.get_thread_by_id(turn.thread_id)
             sink = _RoundSeparatedSink(on_text) if on_text is not None else None
@@ -397,13 +411,7 @@ class Consultant:
         return Reply(reply, thread.key, kind="answer", turn_id=turn_id)
 
     def _check_budget(self, user: str) -> None:
-        budget = self.settings.llm.daily_token_budget_per_user
-        if budget and self.store.tokens_used_since(user, day_start()) >= budget:
-            raise ModelUnavailable(
-                "budget",
-                f"you have used your daily token budget ({budget:,} tokens, "
-                "[llm] daily_token_budget_per_user); it resets at 00:00 UTC",
-            )
+        check_daily_budget(self.store, self.settings, user)
 
     async def _tool_loop(
         self, thread: ThreadRow, turn_id: int, user: str, sink: _RoundSeparatedSink | None
@@ -428,6 +436,7 @@ class Consultant:
             last_round = round_no == rounds
             if sink is not None:
                 sink.new_round()
+            self._check_budget(user)  # before every call: one turn may run many rounds
             result = await self.model.complete(
                 system=self.system_prompt,
                 messages=self.history(thread, upto_turn=turn_id),

@@ -13,6 +13,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from bot.consultant import check_daily_budget
 from bot.errors import ModelUnavailable, ToolError
 from bot.prompts import SOFTWARE_ARCHITECT_PROMPT
 from bot.tools import ToolContext, tool
@@ -65,6 +66,7 @@ async def delegate_to_software_architect(
     if model is None:
         raise ToolError("No model is available for delegation.")
     try:
+        check_daily_budget(ctx.store, ctx.settings, ctx.user)
         result = await model.complete(
             system=SOFTWARE_ARCHITECT_PROMPT,
             messages=[
