@@ -58,10 +58,6 @@ async def delegate_to_software_architect(
     decisions, constraints and file paths that matter. Summarise the plan for
     the team and add its steps as todos when useful.
     """
-    if ctx.depth > 0:
-        raise ToolError(
-            "Delegation cannot be nested: the Software Architect cannot delegate again."
-        )
     model = ctx.services.model
     if model is None:
         raise ToolError("No model is available for delegation.")
