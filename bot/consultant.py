@@ -39,6 +39,9 @@ FORWARDED_LIMIT = 8000  # characters of one forwarded message the model sees
 correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="-")
 
 UNPOSTED_MAX_AGE = timedelta(hours=1)
+# At most this many compaction calls in one turn: an older backlog is dropped with a note.
+COMPACTION_MAX_CALLS = 8
+SUMMARY_CHAR_LIMIT = 12_000
 GREETING = (
     "Hi, I'm archbot, your ML systems architect. Ask me a design question here "
     "(data, training, serving, MLOps, trading systems) and I'll answer with options, "
@@ -148,6 +151,8 @@ class Consultant:
         self.services = services or Services(model=model)
         self.system_prompt = system_prompt
         self._locks = _ThreadLocks()
+        # Half the history budget, at about 4 characters a token.
+        self._message_limit = max(4000, settings.llm.history_token_budget * 2)
         self.started_at = utcnow()
         self._inflight = 0
         self._idle = asyncio.Event()
@@ -239,7 +244,12 @@ class Consultant:
                         user=msg.user,
                         user_name=msg.user_name,
                         text=msg.text,
-                        content=[{"type": "text", "text": self._user_text(msg)}],
+                        content=[
+                            {
+                                "type": "text",
+                                "text": cap_text(self._user_text(msg), self._message_limit),
+                            }
+                        ],
                     )
         except Exception as exc:
             # Rolled back, event claim included: a redelivery gets another chance.
@@ -461,6 +471,7 @@ class Consultant:
                     output, is_error = TOOL_LIMIT_NOTE, True
                 else:
                     output, is_error = await self.tools.call(use["name"], use.get("input"), ctx)
+                    output = cap_text(output, self._message_limit)
                 block: dict[str, Any] = {
                     "type": "tool_result",
                     "tool_use_id": use["id"],
@@ -491,11 +502,15 @@ class Consultant:
             thread.id, after_turn=_summarised_until(thread), upto_turn=upto_turn or 2**62
         )
         merged: list[dict[str, Any]] = []
+        limit = self._message_limit
         for m in stored:
+            # One huge stored message (a pasted log, an old build's tool output)
+            # must not make every later request too long.
+            content = _capped_blocks(m.content, limit) if m.tokens * 4 > limit else m.content
             if merged and merged[-1]["role"] == m.role:
-                merged[-1]["content"] = merged[-1]["content"] + m.content
+                merged[-1]["content"] = merged[-1]["content"] + content
             else:
-                merged.append({"role": m.role, "content": list(m.content)})
+                merged.append({"role": m.role, "content": list(content)})
         if thread.summary:
             summary_block = {
                 "type": "text",
@@ -512,7 +527,15 @@ class Consultant:
         return merged
 
     async def _compact_if_needed(self, thread: ThreadRow, turn_id: int, user: str) -> bool:
-        """Summarise the oldest turns when the history exceeds its budget; True if it did."""
+        """Summarise the oldest turns when the history exceeds its budget; True if it did.
+
+        The transcript goes to the model in chunks of at most half the budget,
+        each folded into the summary so far (and saved, so progress survives a
+        failure). A backlog of more than COMPACTION_MAX_CALLS chunks loses its
+        oldest part, and a compaction the API refuses drops the turns it
+        covered: either way with a note in the summary, so no thread is stuck
+        with a history that fails every turn.
+        """
         budget = self.settings.llm.history_token_budget
         after = _summarised_until(thread)
         total = self.store.history_tokens(thread.id, after_turn=after, upto_turn=turn_id)
@@ -533,9 +556,59 @@ class Consultant:
         if cut == 0:
             return False
         until_turn = turns[cut - 1]
-        old = [m for m in stored if (m.turn_id or 0) <= until_turn]
-        transcript = render_transcript(old)
-        prior = f"Summary so far:\n{thread.summary}\n\n" if thread.summary else ""
+        chunks = _turn_chunks(
+            [m for m in stored if (m.turn_id or 0) <= until_turn], chunk_tokens=budget // 2
+        )
+        summary = thread.summary
+        # Notes stay outside what the model reads and writes, so a fold cannot lose them.
+        notes: list[str] = []
+        if len(chunks) > COMPACTION_MAX_CALLS:
+            dropped = chunks[:-COMPACTION_MAX_CALLS]
+            chunks = chunks[-COMPACTION_MAX_CALLS:]
+            count = sum(len(c) for c in dropped)
+            notes.append(
+                f"({count:,} older messages of this thread were dropped from memory without a "
+                "summary: too many to summarise at once.)"
+            )
+            self.store.set_summary(thread.id, _with_notes(summary, notes), _last_turn(dropped[-1]))
+            log.warning("%s: dropped %d old messages unsummarised (backlog)", thread.key, count)
+        for number, chunk in enumerate(chunks):
+            try:
+                self._check_budget(user)
+                summary = await self._summarise(thread, user, summary, chunk)
+            except ModelUnavailable as exc:
+                if exc.cause != "error":  # the model is away, not refusing: try again next turn
+                    raise
+                reason = str(exc)
+                log.warning("%s: compaction refused by the model: %s", thread.key, reason)
+            except Exception as exc:
+                reason = (
+                    f"{type(exc).__name__}, log reference {log_failure(exc, 'compaction failed')}"
+                )
+            else:
+                self.store.set_summary(thread.id, _with_notes(summary, notes), _last_turn(chunk))
+                continue
+            count = sum(len(c) for c in chunks[number:])
+            notes.append(
+                f"({count:,} earlier messages of this thread could not be summarised ({reason}) "
+                "and were dropped from memory.)"
+            )
+            self.store.set_summary(thread.id, _with_notes(summary, notes), until_turn)
+            break
+        log.info("compacted %d turns of %s into a summary", cut, thread.key)
+        return True
+
+    async def _summarise(
+        self, thread: ThreadRow, user: str, summary: str | None, chunk: list[StoredMessage]
+    ) -> str:
+        """Fold one chunk of the transcript into the summary so far."""
+        chunk_chars = (
+            self.settings.llm.history_token_budget * 2
+        )  # half the budget, ~4 chars a token
+        transcript = render_transcript(chunk)
+        if len(transcript) > chunk_chars:
+            transcript = transcript[:chunk_chars] + "\n[... the rest of this turn is cut]"
+        prior = f"Summary so far:\n{summary}\n\n" if summary else ""
         result = await self.model.complete(
             system=COMPACTION_PROMPT,
             messages=[
@@ -550,9 +623,56 @@ class Consultant:
             user=user,
             max_tokens=1500,
         )
-        self.store.set_summary(thread.id, result.text, until_turn)
-        log.info("compacted %d messages of %s into a summary", len(old), thread.key)
-        return True
+        if not result.text:
+            raise ModelUnavailable("error", "the model returned an empty summary")
+        return result.text[:SUMMARY_CHAR_LIMIT]
+
+
+def cap_text(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, saying so when it was cut."""
+    if len(text) <= limit:
+        return text
+    keep = max(0, limit - 100)  # room for the note: a cut text is never cut again
+    return f"{text[:keep]}\n\n[... cut: {len(text):,} characters, the first {keep:,} kept]"
+
+
+def _capped_blocks(content: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """Copies of content blocks with long text and tool output cut (the stored ones stay)."""
+    out: list[dict[str, Any]] = []
+    for block in content:
+        if block.get("type") == "text" and len(block.get("text", "")) > limit:
+            block = {**block, "text": cap_text(block["text"], limit)}
+        elif block.get("type") == "tool_result" and isinstance(block.get("content"), str):
+            block = {**block, "content": cap_text(block["content"], limit)}
+        out.append(block)
+    return out
+
+
+def _turn_chunks(messages: list[StoredMessage], chunk_tokens: int) -> list[list[StoredMessage]]:
+    """Split messages into runs of whole turns of at most `chunk_tokens` (one big turn alone)."""
+    turns: dict[int, list[StoredMessage]] = {}
+    for m in messages:
+        turns.setdefault(m.turn_id or 0, []).append(m)
+    chunks: list[list[StoredMessage]] = []
+    size = 0
+    for turn_messages in turns.values():
+        turn_size = sum(m.tokens for m in turn_messages)
+        if not chunks or size + turn_size > chunk_tokens:
+            chunks.append([])
+            size = 0
+        chunks[-1].extend(turn_messages)
+        size += turn_size
+    return chunks
+
+
+def _last_turn(chunk: list[StoredMessage]) -> int:
+    return chunk[-1].turn_id or 0
+
+
+def _with_notes(summary: str | None, notes: list[str]) -> str | None:
+    """The summary with notes appended, its newest part kept when it grows too long."""
+    text = "\n\n".join(x for x in (summary, *notes) if x)
+    return text[-SUMMARY_CHAR_LIMIT:] if text else summary
 
 
 class _RoundSeparatedSink:
