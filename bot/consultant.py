@@ -532,7 +532,7 @@ class Consultant:
         The transcript goes to the model in chunks of at most half the budget,
         each folded into the summary so far (and saved, so progress survives a
         failure). A backlog of more than COMPACTION_MAX_CALLS chunks loses its
-        oldest part, and a compaction the API refuses drops the turns it
+        oldest part, and a compaction the model refuses drops the turns it
         covered: either way with a note in the summary, so no thread is stuck
         with a history that fails every turn.
         """
@@ -577,14 +577,13 @@ class Consultant:
                 self._check_budget(user)
                 summary = await self._summarise(thread, user, summary, chunk)
             except ModelUnavailable as exc:
-                if exc.cause != "error":  # the model is away, not refusing: try again next turn
+                # Away (timeout, 429, no key) is worth another try next turn; a refusal
+                # (a 400 such as "prompt is too long") would come back every turn.
+                # Other errors (a locked database) end this turn and keep the history.
+                if exc.cause != "error":
                     raise
                 reason = str(exc)
                 log.warning("%s: compaction refused by the model: %s", thread.key, reason)
-            except Exception as exc:
-                reason = (
-                    f"{type(exc).__name__}, log reference {log_failure(exc, 'compaction failed')}"
-                )
             else:
                 self.store.set_summary(thread.id, _with_notes(summary, notes), _last_turn(chunk))
                 continue
@@ -602,12 +601,9 @@ class Consultant:
         self, thread: ThreadRow, user: str, summary: str | None, chunk: list[StoredMessage]
     ) -> str:
         """Fold one chunk of the transcript into the summary so far."""
-        chunk_chars = (
-            self.settings.llm.history_token_budget * 2
-        )  # half the budget, ~4 chars a token
         transcript = render_transcript(chunk)
-        if len(transcript) > chunk_chars:
-            transcript = transcript[:chunk_chars] + "\n[... the rest of this turn is cut]"
+        if len(transcript) > self._message_limit:  # one turn bigger than a chunk
+            transcript = transcript[: self._message_limit] + "\n[... the rest of this turn is cut]"
         prior = f"Summary so far:\n{summary}\n\n" if summary else ""
         result = await self.model.complete(
             system=COMPACTION_PROMPT,
