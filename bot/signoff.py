@@ -41,11 +41,26 @@ def _scrub_line(line: str) -> str:
     return line.replace(SIGN_OFF, QUOTED_SIGN_OFF)
 
 
+class _Lines:
+    """Which lines stay: not a sign-off line, nor the blank line left doubled by dropping one."""
+
+    def __init__(self) -> None:
+        self.prev_blank = False  # the last line kept was empty
+        self.dropped = False  # the line before this one was dropped
+
+    def keep(self, line: str) -> bool:
+        if is_sign_off_line(line) or (self.dropped and self.prev_blank and not line):
+            self.dropped = True
+            return False
+        self.prev_blank, self.dropped = not line, False
+        return True
+
+
 def scrub_sign_off(text: str) -> str:
     """Drop lines that are only the sign-off and reword copies quoted inside other lines."""
-    lines = text.split("\n")
-    out = [_scrub_line(line) + "\n" for line in lines[:-1] if not is_sign_off_line(line)]
-    if not is_sign_off_line(lines[-1]):
+    lines, state = text.split("\n"), _Lines()
+    out = [_scrub_line(line) + "\n" for line in lines[:-1] if state.keep(line)]
+    if state.keep(lines[-1]):
         out.append(_scrub_line(lines[-1]))
     return "".join(out)
 
@@ -84,7 +99,8 @@ class SignOffFilter:
 
     def __init__(self) -> None:
         self._line = ""  # the current line's text not released yet
-        self._flowing = False  # part of the current line is out: it is not the sign-off
+        self._flowing = False  # part of the current line is out: it is kept
+        self._lines = _Lines()
 
     def feed(self, delta: str) -> str:
         """Add streamed text; return what may be shown now."""
@@ -92,14 +108,15 @@ class SignOffFilter:
         out: list[str] = []
         while (newline := text.find("\n")) >= 0:
             line, text = text[:newline], text[newline + 1 :]
-            if self._flowing or not is_sign_off_line(line):
+            if self._flowing or self._lines.keep(line):
                 out.append(_scrub_line(line) + "\n")
             self._flowing = False
-        if self._flowing or len(text) > SIGN_OFF_LINE_MAX:
+        if not self._flowing and len(text) > SIGN_OFF_LINE_MAX:
+            self._flowing = self._lines.keep(text)  # too long to be dropped: always True
+        if self._flowing:
             keep = _open_copy_length(text)
             out.append(_scrub_line(text[: len(text) - keep]))
             text = text[len(text) - keep :]
-            self._flowing = True
         self._line = text
         return "".join(out)
 
@@ -107,7 +124,7 @@ class SignOffFilter:
         """The end of the text: return what is still held."""
         line, self._line = self._line, ""
         flowing, self._flowing = self._flowing, False
-        return _scrub_line(line) if flowing or not is_sign_off_line(line) else ""
+        return _scrub_line(line) if flowing or self._lines.keep(line) else ""
 
 
 def _open_copy_length(text: str) -> int:

@@ -71,7 +71,7 @@ def test_a_sign_off_line_quoted_mid_reply_is_dropped_and_only_the_closing_line_r
         "Keep that line out of the summaries you store."
     )
     assert sign_off(model) == (
-        "Your bot's replies end like this:\n\n\n"
+        "Your bot's replies end like this:\n\n"
         f"Keep that line out of the summaries you store.\n\n{SIGN_OFF}"
     )
 
