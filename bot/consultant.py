@@ -2,8 +2,10 @@
 
 A turn is: store the user's message (pending) -> build the history from
 SQLite -> one model call plus one per tool round -> store the answer -> sign
-off. Turns of one thread run one at a time in arrival order; different
-threads run in parallel. Nothing the user wrote is lost when the model fails.
+off. Turns of one thread run one at a time in arrival order, and commands
+that change the thread take the same order; different threads run in
+parallel. Nothing the user wrote is lost when the model fails, and a turn that
+fails for any other reason still ends, with a reply that points at the log.
 """
 
 from __future__ import annotations
