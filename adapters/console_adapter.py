@@ -40,20 +40,6 @@ def console_user() -> str:
         return "you"
 
 
-class ConsoleOutbox:
-    """Prints posts to stdout (check-ins tried from the terminal)."""
-
-    platform = "console"
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-
-    async def post(self, channel: str, thread: str | None, text: str) -> str:
-        """Print the message."""
-        print(text, file=self.out, flush=True)
-        return uuid.uuid4().hex
-
-
 async def answer_once(consultant: Consultant, text: str, thread: str, out: TextIO) -> int:
     """Answer all of stdin as one message; the exit code is 0 even when the model failed."""
     if not text.strip():

@@ -2,7 +2,9 @@
 
 Register one with `@command("name", usage=..., summary=...)` on an async
 function `(ctx: CommandContext, args: str) -> str`. Raise `CommandError` for
-bad arguments: the user sees the message followed by the help text.
+bad arguments: the user sees the message followed by the help text. A command
+waits for the thread's running turn (it may change what that turn reads)
+unless it is registered with `read_only=True`.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ class Command:
     usage: str
     summary: str
     function: CommandFunction
+    read_only: bool = False
 
 
 class CommandRegistry:
@@ -86,17 +89,23 @@ class CommandRegistry:
         self._commands: dict[str, Command] = {}
 
     def command(
-        self, name: str, *, usage: str, summary: str
+        self, name: str, *, usage: str, summary: str, read_only: bool = False
     ) -> Callable[[CommandFunction], CommandFunction]:
         """Register an async function as `!name` (decorator)."""
 
         def register(function: CommandFunction) -> CommandFunction:
             if name in self._commands:
                 raise ValueError(f"command !{name} registered twice")
-            self._commands[name] = Command(name, usage, summary, function)
+            self._commands[name] = Command(name, usage, summary, function, read_only)
             return function
 
         return register
+
+    def is_read_only(self, text: str) -> bool:
+        """True when the command in `text` changes nothing, so it need not wait for a turn."""
+        name = text.strip()[1:].partition(" ")[0].lower().strip()
+        cmd = self._commands.get(name)
+        return cmd is None or cmd.read_only  # an unknown command only shows the help
 
     def help_text(self) -> str:
         """The list of commands shown by !help and after an unknown command."""
@@ -128,7 +137,7 @@ registry = CommandRegistry()
 command = registry.command
 
 
-@command("help", usage="!help", summary="this list")
+@command("help", usage="!help", summary="this list", read_only=True)
 async def help_command(ctx: CommandContext, args: str) -> str:
     """Show the commands."""
     return registry.help_text()
@@ -138,6 +147,7 @@ async def help_command(ctx: CommandContext, args: str) -> str:
     "todos",
     usage="!todos [all] [PAGE]",
     summary="this thread's todo list (a long one: open first, by page; `all` adds done ones)",
+    read_only=True,
 )
 async def todos_command(ctx: CommandContext, args: str) -> str:
     """List the thread's todos, a page at a time when the list is long."""
@@ -220,7 +230,12 @@ def _fmt_totals(label: str, t: UsageTotals) -> str:
     )
 
 
-@command("usage", usage="!usage", summary="tokens and estimated cost: thread, channel, per user")
+@command(
+    "usage",
+    usage="!usage",
+    summary="tokens and estimated cost: thread, channel, per user",
+    read_only=True,
+)
 async def usage_command(ctx: CommandContext, args: str) -> str:
     """Show token use and estimated cost."""
     store = ctx.store

@@ -2,16 +2,21 @@
 
 A turn is: store the user's message (pending) -> build the history from
 SQLite -> one model call plus one per tool round -> store the answer -> sign
-off. Turns of one thread run one at a time in arrival order; different
-threads run in parallel. Nothing the user wrote is lost when the model fails.
+off. Turns of one thread run one at a time in arrival order, and commands
+that change the thread take the same order; different threads run in
+parallel. Nothing the user wrote is lost when the model fails, and a turn that
+fails for any other reason still ends, with a reply that points at the log.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
-from collections.abc import Mapping
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,7 +29,7 @@ from bot.metrics import TURNS
 from bot.ports import Outbox
 from bot.prompts import COMPACTION_PROMPT, CONSULTANT_PROMPT
 from bot.settings import Secrets, Settings
-from bot.signoff import sign_off
+from bot.signoff import SignOffFilter, sign_off
 from bot.store import Store, StoredMessage, ThreadRow, day_start, estimate_tokens, utcnow
 from bot.tools import Services, ToolContext, ToolRegistry
 
@@ -37,6 +42,19 @@ correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("correlatio
 
 UNPOSTED_MAX_AGE = timedelta(hours=1)
 RECOVERY_POLL_SECONDS = 2.0  # how often a turn another process recovers is looked at again
+# At most this many compaction calls in one turn: an older backlog is dropped with a note.
+COMPACTION_MAX_CALLS = 8
+SUMMARY_CHAR_LIMIT = 12_000
+GREETING = (
+    "Hi, I'm archbot, your ML systems architect. Ask me a design question here "
+    "(data, training, serving, MLOps, trading systems) and I'll answer with options, "
+    "trade-offs and the questions to settle first."
+)
+# What the model reads for a mention with no words inside a discussion.
+BARE_MENTION = (
+    "(mentioned you without writing anything: weigh in on the discussion so far "
+    "with your view, the risks you see and what to settle next)"
+)
 TOOL_LIMIT_NOTE = (
     "Tool round limit reached for this turn: answer now with what you have, "
     "and say what you could not check."
@@ -71,6 +89,48 @@ def unavailable_reply(error: ModelUnavailable) -> str:
     )
 
 
+def check_daily_budget(store: Store, settings: Settings, user: str) -> None:
+    """Raise ModelUnavailable("budget") when `user` has spent today's token budget.
+
+    Called before every model call of a turn (each tool round, compaction and
+    delegation), so one long turn cannot run far past the budget.
+    """
+    budget = settings.llm.daily_token_budget_per_user
+    if budget and store.tokens_used_since(user, day_start()) >= budget:
+        raise ModelUnavailable(
+            "budget",
+            f"you have used your daily token budget ({budget:,} tokens, "
+            "[llm] daily_token_budget_per_user); it resets at 00:00 UTC",
+        )
+
+
+def log_failure(exc: BaseException, what: str) -> str:
+    """Log `exc` with its traceback under a fresh reference and return the reference."""
+    ref = f"err-{uuid.uuid4().hex[:8]}"
+    log.error("%s [%s]: %s", what, ref, type(exc).__name__, exc_info=exc)
+    return ref
+
+
+def failure_reply(exc: BaseException, ref: str) -> str:
+    """What users see when a turn broke for a reason other than the model: what, and where."""
+    what = "a database error" if isinstance(exc, sqlite3.Error) else "an internal error"
+    return (
+        f"Something went wrong on my side and I stopped working on this message: "
+        f"{what} ({type(exc).__name__}). The bot's log has the details under `{ref}`.\n\n"
+        'Your message is saved in this thread\'s history: ask again (or just say "go on") '
+        "in a moment."
+    )
+
+
+def command_failure_reply(exc: BaseException, ref: str) -> str:
+    """What users see when a !command broke: what, and where the details are."""
+    what = "a database error" if isinstance(exc, sqlite3.Error) else "an internal error"
+    return (
+        f"That command failed on my side: {what} ({type(exc).__name__}). "
+        f"The bot's log has the details under `{ref}`."
+    )
+
+
 class Consultant:
     """The platform-neutral core; adapters call `handle`."""
 
@@ -94,6 +154,8 @@ class Consultant:
         self.services = services or Services(model=model)
         self.system_prompt = system_prompt
         self._locks = _ThreadLocks()
+        # Half the history budget, at about 4 characters a token.
+        self._message_limit = max(4000, settings.llm.history_token_budget * 2)
         self.started_at = utcnow()
         self._inflight = 0
         self._idle = asyncio.Event()
@@ -166,25 +228,43 @@ class Consultant:
             return None
         event_key = f"{msg.platform}:{msg.workspace}:{msg.event_id}" if msg.event_id else None
         command = is_command(msg.text)
-        with self.store.transaction():
-            if event_key is not None and not self.store.claim_event(event_key):
-                log.info("duplicate delivery of %s ignored", event_key)
-                return None
-            thread = self.store.ensure_thread_for(msg)
-            if msg.prior_context and not thread.context_imported:
-                self.store.import_context(thread.id, msg.prior_context)
-            turn_id = None
-            if not command:
-                turn_id = self.store.start_turn(
-                    thread,
-                    event_key=event_key,
-                    user=msg.user,
-                    user_name=msg.user_name,
-                    text=msg.text,
-                    content=[{"type": "text", "text": self._user_text(msg)}],
-                )
+        try:
+            with self.store.transaction():
+                if event_key is not None and not self.store.claim_event(event_key):
+                    log.info("duplicate delivery of %s ignored", event_key)
+                    return None
+                thread = self.store.ensure_thread_for(msg)
+                if msg.prior_context and not thread.context_imported:
+                    self.store.import_context(thread.id, msg.prior_context)
+                turn_id = None
+                if not command:
+                    if not msg.has_content and not self._has_history(thread):
+                        # A bare mention with nothing to weigh in on: say hello, no model call.
+                        return Reply(sign_off(self._greeting()), thread.key, kind="notice")
+                    turn_id = self.store.start_turn(
+                        thread,
+                        event_key=event_key,
+                        user=msg.user,
+                        user_name=msg.user_name,
+                        text=msg.text,
+                        content=[
+                            {
+                                "type": "text",
+                                "text": cap_text(self._user_text(msg), self._message_limit),
+                            }
+                        ],
+                    )
+        except Exception as exc:
+            # Rolled back, event claim included: a redelivery gets another chance.
+            ref = log_failure(exc, f"storing a message in {msg.thread_key} failed")
+            return Reply(sign_off(failure_reply(exc, ref)), msg.thread_key, kind="error")
         if command:
-            return await self._run_command(msg, thread)
+            if self.commands.is_read_only(msg.text):
+                return await self._run_command(msg, thread)
+            # Same order as the thread's turns: `!forget` must not pull the
+            # question out from under a running turn's next tool round.
+            async with self._thread_order(thread.key):
+                return await self._run_command(msg, self.store.get_thread_by_id(thread.id))
         assert turn_id is not None
         return await self._locked_turn(thread.key, turn_id, on_text)
 
@@ -207,34 +287,41 @@ class Consultant:
             turns += self.store.unposted_turns(fresh_since, self.started_at)
             held_elsewhere = False
             for listed in turns:
-                thread = self.store.get_thread_by_id(listed.thread_id)
-                outbox = outboxes.get(thread.platform)
-                if outbox is None or listed.id in tried:
-                    continue
-                async with self.store.recovery_claim(listed.id) as claimed:
-                    turn = self.store.get_turn(listed.id)  # as it is now, not when listed
-                    if not claimed:
-                        if turn.posted_at is None:
-                            held_elsewhere = True
-                            if turn.id not in waited:
-                                waited.add(turn.id)
-                                log.info("turn %s is being recovered by another process", turn.id)
+                try:
+                    thread = self.store.get_thread_by_id(listed.thread_id)
+                    outbox = outboxes.get(thread.platform)
+                    if outbox is None or listed.id in tried:
                         continue
-                    tried.add(turn.id)
-                    if turn.status == "pending":
-                        log.info("recovering interrupted turn %s in %s", turn.id, thread.key)
-                        reply = await self._locked_turn(thread.key, turn.id)
-                    elif turn.reply:
-                        log.info(
-                            "posting stored answer of turn %s that never reached %s",
-                            turn.id,
-                            thread.key,
-                        )
-                        reply = Reply(turn.reply, thread.key, kind="answer", turn_id=turn.id)
-                    else:
-                        continue
-                    await self.deliver(outbox, thread, reply)
-                    done += 1
+                    async with self.store.recovery_claim(listed.id) as claimed:
+                        turn = self.store.get_turn(listed.id)  # as it is now, not when listed
+                        if not claimed:
+                            if turn.posted_at is None:
+                                held_elsewhere = True
+                                if turn.id not in waited:
+                                    waited.add(turn.id)
+                                    log.info(
+                                        "turn %s is being recovered by another process", turn.id
+                                    )
+                            continue
+                        tried.add(turn.id)
+                        if turn.status == "pending":
+                            log.info("recovering interrupted turn %s in %s", turn.id, thread.key)
+                            reply = await self._locked_turn(thread.key, turn.id)
+                        elif turn.reply:
+                            log.info(
+                                "posting stored answer of turn %s that never reached %s",
+                                turn.id,
+                                thread.key,
+                            )
+                            reply = Reply(turn.reply, thread.key, kind="answer", turn_id=turn.id)
+                        else:
+                            continue
+                        await self.deliver(outbox, thread, reply)
+                        done += 1
+                except Exception as exc:
+                    # One broken turn must not keep the others from being answered.
+                    tried.add(listed.id)
+                    log_failure(exc, f"recovering turn {listed.id} failed")
             if not held_elsewhere:
                 log.info("recovery at start finished: %d turn(s) answered or posted", done)
                 return done
@@ -257,30 +344,70 @@ class Consultant:
 
     # internals ---------------------------------------------------------------------
 
+    def _has_history(self, thread: ThreadRow) -> bool:
+        """True when the thread holds something to discuss: turns, imported context, a summary."""
+        return thread.summary is not None or (
+            self.store.history_tokens(thread.id, after_turn=-1, upto_turn=2**62) > 0
+        )
+
+    def _greeting(self) -> str:
+        return f"{GREETING}\n\n{self.commands.help_text()}"
+
     def _user_text(self, msg: IncomingMessage) -> str:
-        text = render_user_text(msg)
+        text = render_user_text(msg) or BARE_MENTION
         if msg.platform == "console":
             return text
         return f"{msg.user_name or msg.user}: {text}"
 
     async def _run_command(self, msg: IncomingMessage, thread: ThreadRow) -> Reply:
         ctx = CommandContext(self.store, self.settings, self.secrets, msg, thread, self.services)
-        body = await self.commands.run(ctx, msg.text)
+        try:
+            body = await self.commands.run(ctx, msg.text)
+        except Exception as exc:
+            ref = log_failure(exc, f"command {msg.text.split()[0][:40]!r} in {thread.key} failed")
+            return Reply(sign_off(command_failure_reply(exc, ref)), thread.key, kind="error")
         return Reply(sign_off(body), thread.key, kind="command")
 
-    async def _locked_turn(self, key: str, turn_id: int, on_text: TextSink | None = None) -> Reply:
+    @contextlib.asynccontextmanager
+    async def _thread_order(self, key: str) -> AsyncIterator[None]:
+        """Wait for the thread's earlier turns and commands, in arrival order."""
         lock = self._locks.acquire_slot(key)
         try:
             async with lock:
-                token = correlation_id.set(f"turn-{turn_id}")
-                try:
-                    return await self._run_turn(turn_id, on_text)
-                finally:
-                    correlation_id.reset(token)
+                yield
         finally:
             self._locks.release_slot(key)
 
-    async def _run_turn(self, turn_id: int, on_text: TextSink | None = None) -> Reply:
+    async def _locked_turn(self, key: str, turn_id: int, on_text: TextSink | None = None) -> Reply:
+        async with self._thread_order(key):
+            token = correlation_id.set(f"turn-{turn_id}")
+            try:
+                return await self._run_turn(key, turn_id, on_text)
+            finally:
+                correlation_id.reset(token)
+
+    async def _run_turn(self, key: str, turn_id: int, on_text: TextSink | None = None) -> Reply:
+        try:
+            return await self._turn(turn_id, on_text)
+        except Exception as exc:
+            # A store error, a bug or an SDK surprise: the turn still ends, with a
+            # reply and a reference to the logged traceback, never pending and silent.
+            ref = log_failure(exc, f"turn {turn_id} failed")
+            reply = sign_off(failure_reply(exc, ref))
+            try:
+                self.store.finish_turn(
+                    turn_id, status="failed", reply=reply, error=f"internal {ref}"
+                )
+            except Exception:
+                log.exception(
+                    "turn %s could not be marked failed [%s]; it is retried at the next start",
+                    turn_id,
+                    ref,
+                )
+            TURNS.labels(outcome="internal_error").inc()
+            return Reply(reply, key, kind="error", turn_id=turn_id)
+
+    async def _turn(self, turn_id: int, on_text: TextSink | None) -> Reply:
         turn = self.store.get_turn(turn_id)
         if turn.status != "pending":  # finished by another process or an earlier attempt
             return Reply(
@@ -292,10 +419,12 @@ class Consultant:
         # Read after taking the lock: a turn ahead of this one may have compacted the thread.
         thread = self.store.get_thread_by_id(turn.thread_id)
         try:
-            self._check_budget(turn.user)
             if await self._compact_if_needed(thread, turn_id, turn.user):
                 thread = self.store.get_thread_by_id(turn.thread_id)
-            shown, final = await self._tool_loop(thread, turn_id, turn.user, on_text)
+            sink = _RoundSeparatedSink(on_text) if on_text is not None else None
+            shown, final = await self._tool_loop(thread, turn_id, turn.user, sink)
+            if sink is not None:
+                await sink.finish()
         except ModelUnavailable as exc:
             # Offline mode is a setting, not an incident.
             level = logging.INFO if exc.cause == "no_key" else logging.WARNING
@@ -316,20 +445,14 @@ class Consultant:
         return Reply(reply, thread.key, kind="answer", turn_id=turn_id)
 
     def _check_budget(self, user: str) -> None:
-        budget = self.settings.llm.daily_token_budget_per_user
-        if budget and self.store.tokens_used_since(user, day_start()) >= budget:
-            raise ModelUnavailable(
-                "budget",
-                f"you have used your daily token budget ({budget:,} tokens, "
-                "[llm] daily_token_budget_per_user); it resets at 00:00 UTC",
-            )
+        check_daily_budget(self.store, self.settings, user)
 
     async def _tool_loop(
-        self, thread: ThreadRow, turn_id: int, user: str, on_text: TextSink | None
+        self, thread: ThreadRow, turn_id: int, user: str, sink: _RoundSeparatedSink | None
     ) -> tuple[str, str]:
         """Run model calls and tools; return (all rounds' text as shown, the last round's text).
 
-        The first equals, character for character, what `on_text` received.
+        The first, with the sign-off rule applied, is what `sink` passed on.
         """
         rounds = self.settings.llm.max_tool_rounds
         tool_defs = self.tools.schemas()
@@ -342,12 +465,12 @@ class Consultant:
             services=self.services,
             turn_id=turn_id,
         )
-        sink = _RoundSeparatedSink(on_text) if on_text is not None else None
         shown: list[str] = []
         for round_no in range(rounds + 1):
             last_round = round_no == rounds
             if sink is not None:
                 sink.new_round()
+            self._check_budget(user)  # before every call: one turn may run many rounds
             result = await self.model.complete(
                 system=self.system_prompt,
                 messages=self.history(thread, upto_turn=turn_id),
@@ -372,6 +495,7 @@ class Consultant:
                     output, is_error = TOOL_LIMIT_NOTE, True
                 else:
                     output, is_error = await self.tools.call(use["name"], use.get("input"), ctx)
+                    output = cap_text(output, self._message_limit)
                 block: dict[str, Any] = {
                     "type": "tool_result",
                     "tool_use_id": use["id"],
@@ -402,11 +526,15 @@ class Consultant:
             thread.id, after_turn=_summarised_until(thread), upto_turn=upto_turn or 2**62
         )
         merged: list[dict[str, Any]] = []
+        limit = self._message_limit
         for m in stored:
+            # One huge stored message (a pasted log, an old build's tool output)
+            # must not make every later request too long.
+            content = _capped_blocks(m.content, limit) if m.tokens * 4 > limit else m.content
             if merged and merged[-1]["role"] == m.role:
-                merged[-1]["content"] = merged[-1]["content"] + m.content
+                merged[-1]["content"] = merged[-1]["content"] + content
             else:
-                merged.append({"role": m.role, "content": list(m.content)})
+                merged.append({"role": m.role, "content": list(content)})
         if thread.summary:
             summary_block = {
                 "type": "text",
@@ -423,7 +551,15 @@ class Consultant:
         return merged
 
     async def _compact_if_needed(self, thread: ThreadRow, turn_id: int, user: str) -> bool:
-        """Summarise the oldest turns when the history exceeds its budget; True if it did."""
+        """Summarise the oldest turns when the history exceeds its budget; True if it did.
+
+        The transcript goes to the model in chunks of at most half the budget,
+        each folded into the summary so far (and saved, so progress survives a
+        failure). A backlog of more than COMPACTION_MAX_CALLS chunks loses its
+        oldest part, and a compaction the model refuses drops the turns it
+        covered: either way with a note in the summary, so no thread is stuck
+        with a history that fails every turn.
+        """
         budget = self.settings.llm.history_token_budget
         after = _summarised_until(thread)
         total = self.store.history_tokens(thread.id, after_turn=after, upto_turn=turn_id)
@@ -444,9 +580,55 @@ class Consultant:
         if cut == 0:
             return False
         until_turn = turns[cut - 1]
-        old = [m for m in stored if (m.turn_id or 0) <= until_turn]
-        transcript = render_transcript(old)
-        prior = f"Summary so far:\n{thread.summary}\n\n" if thread.summary else ""
+        chunks = _turn_chunks(
+            [m for m in stored if (m.turn_id or 0) <= until_turn], chunk_tokens=budget // 2
+        )
+        summary = thread.summary
+        # Notes stay outside what the model reads and writes, so a fold cannot lose them.
+        notes: list[str] = []
+        if len(chunks) > COMPACTION_MAX_CALLS:
+            dropped = chunks[:-COMPACTION_MAX_CALLS]
+            chunks = chunks[-COMPACTION_MAX_CALLS:]
+            count = sum(len(c) for c in dropped)
+            notes.append(
+                f"({count:,} older messages of this thread were dropped from memory without a "
+                "summary: too many to summarise at once.)"
+            )
+            self.store.set_summary(thread.id, _with_notes(summary, notes), _last_turn(dropped[-1]))
+            log.warning("%s: dropped %d old messages unsummarised (backlog)", thread.key, count)
+        for number, chunk in enumerate(chunks):
+            try:
+                self._check_budget(user)
+                summary = await self._summarise(thread, user, summary, chunk)
+            except ModelUnavailable as exc:
+                # Away (timeout, 429, no key) is worth another try next turn; a refusal
+                # (a 400 such as "prompt is too long") would come back every turn.
+                # Other errors (a locked database) end this turn and keep the history.
+                if exc.cause != "error":
+                    raise
+                reason = str(exc)
+                log.warning("%s: compaction refused by the model: %s", thread.key, reason)
+            else:
+                self.store.set_summary(thread.id, _with_notes(summary, notes), _last_turn(chunk))
+                continue
+            count = sum(len(c) for c in chunks[number:])
+            notes.append(
+                f"({count:,} earlier messages of this thread could not be summarised ({reason}) "
+                "and were dropped from memory.)"
+            )
+            self.store.set_summary(thread.id, _with_notes(summary, notes), until_turn)
+            break
+        log.info("compacted %d turns of %s into a summary", cut, thread.key)
+        return True
+
+    async def _summarise(
+        self, thread: ThreadRow, user: str, summary: str | None, chunk: list[StoredMessage]
+    ) -> str:
+        """Fold one chunk of the transcript into the summary so far."""
+        transcript = render_transcript(chunk)
+        if len(transcript) > self._message_limit:  # one turn bigger than a chunk
+            transcript = transcript[: self._message_limit] + "\n[... the rest of this turn is cut]"
+        prior = f"Summary so far:\n{summary}\n\n" if summary else ""
         result = await self.model.complete(
             system=COMPACTION_PROMPT,
             messages=[
@@ -461,16 +643,69 @@ class Consultant:
             user=user,
             max_tokens=1500,
         )
-        self.store.set_summary(thread.id, result.text, until_turn)
-        log.info("compacted %d messages of %s into a summary", len(old), thread.key)
-        return True
+        if not result.text:
+            raise ModelUnavailable("error", "the model returned an empty summary")
+        return result.text[:SUMMARY_CHAR_LIMIT]
+
+
+def cap_text(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, saying so when it was cut."""
+    if len(text) <= limit:
+        return text
+    keep = max(0, limit - 100)  # room for the note: a cut text is never cut again
+    return f"{text[:keep]}\n\n[... cut: {len(text):,} characters, the first {keep:,} kept]"
+
+
+def _capped_blocks(content: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """Copies of content blocks with long text and tool output cut (the stored ones stay)."""
+    out: list[dict[str, Any]] = []
+    for block in content:
+        if block.get("type") == "text" and len(block.get("text", "")) > limit:
+            block = {**block, "text": cap_text(block["text"], limit)}
+        elif block.get("type") == "tool_result" and isinstance(block.get("content"), str):
+            block = {**block, "content": cap_text(block["content"], limit)}
+        out.append(block)
+    return out
+
+
+def _turn_chunks(messages: list[StoredMessage], chunk_tokens: int) -> list[list[StoredMessage]]:
+    """Split messages into runs of whole turns of at most `chunk_tokens` (one big turn alone)."""
+    turns: dict[int, list[StoredMessage]] = {}
+    for m in messages:
+        turns.setdefault(m.turn_id or 0, []).append(m)
+    chunks: list[list[StoredMessage]] = []
+    size = 0
+    for turn_messages in turns.values():
+        turn_size = sum(m.tokens for m in turn_messages)
+        if not chunks or size + turn_size > chunk_tokens:
+            chunks.append([])
+            size = 0
+        chunks[-1].extend(turn_messages)
+        size += turn_size
+    return chunks
+
+
+def _last_turn(chunk: list[StoredMessage]) -> int:
+    return chunk[-1].turn_id or 0
+
+
+def _with_notes(summary: str | None, notes: list[str]) -> str | None:
+    """The summary with notes appended, its newest part kept when it grows too long."""
+    text = "\n\n".join(x for x in (summary, *notes) if x)
+    return text[-SUMMARY_CHAR_LIMIT:] if text else summary
 
 
 class _RoundSeparatedSink:
-    """Forwards text deltas, with a blank line between rounds, and never fails the turn."""
+    """Forwards text deltas, with a blank line between rounds, and never fails the turn.
+
+    Text passes through the sign-off filter, so what the platform shows is
+    always the beginning of the signed-off reply (a sign-off line the model
+    wrote mid-answer is never shown and then taken back).
+    """
 
     def __init__(self, sink: TextSink) -> None:
         self._sink: TextSink | None = sink
+        self._filter = SignOffFilter()
         self._wrote = False
         self._separate = False
 
@@ -478,13 +713,22 @@ class _RoundSeparatedSink:
         self._separate = self._wrote
 
     async def send(self, text: str) -> None:
-        if self._sink is None or not text:
+        if not text:
             return
         if self._separate:
             text, self._separate = "\n\n" + text, False
+        self._wrote = True
+        await self._forward(self._filter.feed(text))
+
+    async def finish(self) -> None:
+        """The answer is complete: pass on what the filter still holds."""
+        await self._forward(self._filter.flush())
+
+    async def _forward(self, text: str) -> None:
+        if self._sink is None or not text:
+            return
         try:
             await self._sink(text)
-            self._wrote = True
         except Exception:
             # A platform hiccup while streaming must not lose the answer: the
             # adapter still gets the whole Reply and can post it.

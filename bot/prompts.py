@@ -91,9 +91,11 @@ is ambiguous, state the assumption you made.
 
 COMPACTION_PROMPT = """\
 You compress a design discussion between an engineering team and their ML systems \
-architect so the conversation can continue without the full transcript. Write a \
-summary in Markdown of at most 400 words with these headings: Context (the system and its \
-constraints, with numbers), Decisions (what was decided and why), Open questions, \
-Action items (who/what). Keep names, figures, file paths and links exactly. Do not add \
-anything that was not said.
+architect so the conversation can continue without the full transcript. Long discussions \
+come in parts: when you get a summary so far, write one summary that keeps what still \
+holds from it and folds in the next part of the transcript (later decisions replace \
+earlier ones). Write a summary in Markdown of at most 400 words with these headings: \
+Context (the system and its constraints, with numbers), Decisions (what was decided and \
+why), Open questions, Action items (who/what). Keep names, figures, file paths and links \
+exactly. Keep notes about dropped messages. Do not add anything that was not said.
 """

@@ -664,8 +664,24 @@ class Store:
         ]
 
     def tokens_used_since(self, user: str, since: datetime) -> int:
-        """Tokens a user spent (all channels) since a moment, for the daily budget."""
-        return self._totals("user = ? AND created_at >= ?", (user, since.isoformat())).total_tokens
+        """Tokens a user spent (all channels) since a moment, for the daily budget.
+
+        Cache reads and writes count at their price relative to fresh input
+        (about 0.1x and 1.25x), as they are billed: a long thread served from
+        the cache must not use up the budget ten times faster than it costs.
+        """
+        from bot.pricing import price_for
+
+        used = 0.0
+        for model, plain, read, write in self.conn.execute(
+            "SELECT model, coalesce(sum(input_tokens + output_tokens), 0),"
+            " coalesce(sum(cache_read_tokens), 0), coalesce(sum(cache_write_tokens), 0)"
+            " FROM usage WHERE user = ? AND created_at >= ? GROUP BY model",
+            (user, since.isoformat()),
+        ):
+            price = price_for(model)
+            used += plain + (read * price.cache_read + write * price.cache_write) / price.input
+        return round(used)
 
     # channel bindings ----------------------------------------------------------------
 

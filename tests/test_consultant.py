@@ -57,7 +57,13 @@ async def test_first_turn_sends_persona_tools_and_signs_off(
     assert reply.text == f"Profile the job before buying hardware.\n\n{SIGN_OFF}"
     body = fake_anthropic.message_requests[0].body
     assert body["system"][0]["text"] == CONSULTANT_PROMPT
-    assert "senior" not in CONSULTANT_PROMPT or "ML systems architect" in CONSULTANT_PROMPT
+    # The persona, the hand-off to the Software Architect and the closing line are all asked for.
+    for must in (
+        "ML systems architect",
+        "delegate_to_software_architect",
+        f"once, on its own: {SIGN_OFF}",
+    ):
+        assert must in CONSULTANT_PROMPT, must
     assert {t["name"] for t in body["tools"]} >= {"list_todos", "add_todo", "update_todo"}
     assert body["messages"][-1]["content"][-1]["text"].endswith(
         "Preprocessing takes 4 hours. Speed it up?"

@@ -78,7 +78,7 @@ def test_delegation_through_archbot_chat(tmp_path: Path, model: tuple[FakeAnthro
     assert delegation == (700,)
 
 
-async def _ctx(tmp_path: Path, url: str | None, depth: int = 0) -> tuple[ToolContext, Store]:
+async def _ctx(tmp_path: Path, url: str | None) -> tuple[ToolContext, Store]:
     from bot.llm import ModelClient
 
     settings = Settings(
@@ -104,22 +104,8 @@ async def _ctx(tmp_path: Path, url: str | None, depth: int = 0) -> tuple[ToolCon
         thread=thread,
         user="me",
         services=services,
-        depth=depth,
     )
     return ctx, store
-
-
-async def test_no_nested_delegation(tmp_path: Path, model: tuple[FakeAnthropic, str]) -> None:
-    fake, url = model
-    ctx, store = await _ctx(tmp_path, url, depth=1)
-    try:
-        text, is_error = await tools.call("delegate_to_software_architect", {"task": "x"}, ctx)
-    finally:
-        assert ctx.services.model is not None
-        await ctx.services.model.aclose()
-        store.close()
-    assert is_error and "cannot be nested" in text
-    assert fake.message_requests == []
 
 
 async def test_model_failure_is_a_tool_error(

@@ -55,7 +55,6 @@ class ToolContext:
     user: str
     services: Services = field(default_factory=Services)
     turn_id: int | None = None
-    depth: int = 0  # 1 inside a delegated call: delegation does not recurse
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from bot.consultant import check_daily_budget
 from bot.errors import ModelUnavailable, ToolError
 from bot.prompts import SOFTWARE_ARCHITECT_PROMPT
 from bot.tools import ToolContext, tool
@@ -57,14 +58,11 @@ async def delegate_to_software_architect(
     decisions, constraints and file paths that matter. Summarise the plan for
     the team and add its steps as todos when useful.
     """
-    if ctx.depth > 0:
-        raise ToolError(
-            "Delegation cannot be nested: the Software Architect cannot delegate again."
-        )
     model = ctx.services.model
     if model is None:
         raise ToolError("No model is available for delegation.")
     try:
+        check_daily_budget(ctx.store, ctx.settings, ctx.user)
         result = await model.complete(
             system=SOFTWARE_ARCHITECT_PROMPT,
             messages=[
