@@ -119,7 +119,8 @@ def clean_reason(text: str, redact: Iterable[str] = ()) -> str:
     for secret in redact:
         if secret and len(secret) >= 6:
             text = text.replace(secret, "[redacted]")
-    text = _SECRET_LIKE.sub("[redacted]", text)
+    # Error pages can be large; only the start can end up in the capped result.
+    text = _SECRET_LIKE.sub("[redacted]", text[: REASON_LIMIT * 40])
     text = _HTML_TAG.sub(" ", text)
     text = " ".join("".join(c if c.isprintable() else " " for c in text).split())
     if len(text) > REASON_LIMIT:
@@ -309,6 +310,8 @@ class ModelClient:
         if client is not None:
             warm_up_sdk()
         self.client = client
+        if client is not None and client.auth_token:  # found by the SDK in ANTHROPIC_AUTH_TOKEN
+            self._redact.append(client.auth_token)
 
     async def complete(
         self,
