@@ -211,9 +211,12 @@ def describe_api_error(exc: Exception, *, redact: Iterable[str] = ()) -> ModelUn
             f"the model service sent a response that is not a valid Messages API answer "
             f"({type(exc).__name__})",
         )
-    if isinstance(exc, AssertionError):  # the SDK's stream accumulator found no message
+    if isinstance(exc, AssertionError | AttributeError | KeyError | IndexError):
+        # What the SDK's stream accumulator raises on a stream without a
+        # message_start, or one whose events lack fields (usage, say).
         return ModelUnavailable(
-            "error", "the model service sent an incomplete or malformed stream (AssertionError)"
+            "error",
+            f"the model service sent an incomplete or malformed response ({type(exc).__name__})",
         )
     return ModelUnavailable("error", f"the model call failed ({type(exc).__name__})")
 

@@ -4,6 +4,7 @@ gateway or local server can fail, each ending in a clear ModelUnavailable."""
 from __future__ import annotations
 
 import copy
+import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -228,6 +229,45 @@ async def test_garbage_from_the_service_is_model_unavailable(
         await model.aclose()
     assert expected in str(raised.value)
     assert [r for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def sse(*events: dict[str, Any]) -> str:
+    return "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events)
+
+
+async def test_a_stream_without_usage_is_a_clear_model_unavailable(
+    store: Store, fake_anthropic: FakeAnthropic
+) -> None:
+    # The SDK's stream accumulator cannot take a stream without usage; the turn still
+    # gets a reply that says what happened (a plain response without usage is fine).
+    start = {"id": "m", "type": "message", "role": "assistant", "model": "x", "content": []}
+    fake_anthropic.reply_raw(
+        200,
+        sse(
+            {"type": "message_start", "message": {**start, "stop_reason": None}},
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": "Hi"},
+            },
+            {"type": "content_block_stop", "index": 0},
+            {"type": "message_delta", "delta": {"stop_reason": "end_turn"}},
+            {"type": "message_stop"},
+        ),
+        content_type="text/event-stream",
+    )
+    model = model_client(store, fake_anthropic)
+    try:
+        with pytest.raises(ModelUnavailable) as raised:
+            await model.complete(system="s", messages=USER, on_text=sink)
+    finally:
+        await model.aclose()
+    assert "incomplete or malformed response (AttributeError)" in str(raised.value)
 
 
 async def test_missing_usage_counts_as_zero(store: Store, fake_anthropic: FakeAnthropic) -> None:
