@@ -109,6 +109,16 @@ def test_a_valid_history_with_tool_rounds_is_accepted() -> None:
             "unexpected `tool_use_id` found in `tool_result` blocks: toolu_2",
         ),
         (body([user(text(""))]), "text content blocks must be non-empty"),
+        (
+            body(
+                [
+                    user(text("a")),
+                    assistant(use("toolu_1")),
+                    user({**result("toolu_1"), "content": [text("")]}),
+                ]
+            ),
+            "messages.2.content.0.content.0.text: text content blocks must be non-empty",
+        ),
         (body([user(text("a")), assistant(text("  \n")), user(text("b"))]), "non-whitespace text"),
         (body([user(text("a"))], system=[text("")]), "system.0.text: text content blocks"),
         (body([user()]), "all messages must have non-empty content"),

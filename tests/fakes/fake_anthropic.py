@@ -131,8 +131,11 @@ def request_problem(body: dict[str, Any]) -> str | None:
                 return problem
             breakpoints += bool(block.get("cache_control"))
             nested = block.get("content") if block.get("type") == "tool_result" else None
-            for inner in nested if isinstance(nested, list) else []:
-                breakpoints += bool(isinstance(inner, dict) and inner.get("cache_control"))
+            for k, inner in enumerate(nested if isinstance(nested, list) else []):
+                problem = _block_problem(inner, f"messages.{i}.content.{j}.content.{k}")
+                if problem:
+                    return problem
+                breakpoints += bool(inner.get("cache_control"))
         if pending_uses:
             # The results must open the next message, one per tool_use of the previous one.
             leading = itertools.takewhile(lambda b: b.get("type") == "tool_result", blocks)
