@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import itertools
 import json
 import os
 import random
@@ -197,39 +198,66 @@ async def bench_parallel(fake: FakeModelProcess, db: Path, threads: int) -> dict
 
 
 async def bench_prefix(fake: FakeModelProcess, db: Path, turns: int) -> dict[str, Any]:
-    """How much of each request is a byte-identical prefix of the previous one (tools, system, messages)."""
-    from bot.prompts import CONSULTANT_PROMPT
-    from bot.toolset import tools
+    """How much of each request, as sent, is a byte-identical prefix of the previous one.
 
+    The requests are taken off the wire (the SDK's HTTP client), in the order the
+    prompt cache reads them: tools, system, messages. The cache breakpoint moves to
+    the newest block each turn and the cache matches content, not markers, so the
+    main figure compares messages with cache_control taken off their blocks; the
+    figure with the markers as sent is kept beside it.
+    """
+    sent: list[dict[str, Any]] = []
+
+    async def record(request: Any) -> None:
+        if request.url.path.endswith("/v1/messages"):
+            sent.append(json.loads(request.content))
+
+    client = anthropic.AsyncAnthropic(
+        api_key=KEY,
+        base_url=fake.url,
+        http_client=anthropic.DefaultAsyncHttpxClient(event_hooks={"request": [record]}),
+    )
     secrets = Secrets(ANTHROPIC_API_KEY=KEY, ANTHROPIC_BASE_URL=fake.url)  # type: ignore[call-arg]
-    core = build_core(settings_for(db), secrets)
-    ratios: list[float] = []
-    previous = ""
+    core = build_core(settings_for(db), secrets, client=client)
     try:
         rng = random.Random(7)
         for i in range(turns):
-            await core.consultant.handle(
+            reply = await core.consultant.handle(
                 message("prefix", f"Follow-up {i}: " + "context " * rng.randint(10, 60), i)
             )
-            thread = core.store.get_thread("slack/T/C/prefix")
-            assert thread is not None
-            # The canonical order the prompt cache sees: tools, then system, then messages.
-            current = json.dumps(
-                [tools.schemas(), CONSULTANT_PROMPT, core.consultant.history(thread)[:-1]]
-            )
-            if previous:
-                common = len(os.path.commonprefix([previous, current]))  # noqa: RUF071 (char-wise is the point)
-                ratios.append(common / len(current))
-            # the next request is this turn's history plus the next user message
-            previous = json.dumps(
-                [tools.schemas(), CONSULTANT_PROMPT, core.consultant.history(thread)]
-            )[:-2]
+            assert reply is not None and reply.kind == "answer", reply
     finally:
         await core.aclose()
+    assert len(sent) == turns, f"{len(sent)} requests for {turns} turns"
+
+    def canonical(body: dict[str, Any], *, markers: bool) -> str:
+        messages = body["messages"]
+        if not markers:
+            messages = [
+                {
+                    **m,
+                    "content": [
+                        {k: v for k, v in b.items() if k != "cache_control"} for b in m["content"]
+                    ],
+                }
+                for m in messages
+            ]
+        return json.dumps([body.get("tools"), body["system"], messages])
+
+    def ratios(markers: bool) -> list[float]:
+        out = []
+        for previous, current in itertools.pairwise(sent):
+            prev, cur = canonical(previous, markers=markers), canonical(current, markers=markers)
+            common = len(os.path.commonprefix([prev, cur]))  # noqa: RUF071 (char-wise is the point)
+            out.append(common / len(cur))
+        return out
+
+    stripped, raw = ratios(markers=False), ratios(markers=True)
     return {
         "turns": turns,
-        "min_prefix_ratio": min(ratios),
-        "mean_prefix_ratio": statistics.mean(ratios),
+        "min_prefix_ratio": min(stripped),
+        "mean_prefix_ratio": statistics.mean(stripped),
+        "min_prefix_ratio_with_markers": min(raw),
     }
 
 

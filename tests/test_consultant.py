@@ -68,7 +68,9 @@ async def test_first_turn_sends_persona_tools_and_signs_off(
     assert body["messages"][-1]["content"][-1]["text"].endswith(
         "Preprocessing takes 4 hours. Speed it up?"
     )
-    assert body["cache_control"] == {"type": "ephemeral"}
+    # The conversation's breakpoint sits on the last block: a top-level key breaks gateways.
+    assert "cache_control" not in body
+    assert body["messages"][-1]["content"][-1]["cache_control"] == {"type": "ephemeral"}
     assert body["system"][0]["cache_control"] == {"type": "ephemeral"}
 
 
@@ -97,8 +99,23 @@ async def test_each_request_extends_the_previous_one_byte_for_byte(
     for prev, cur in itertools.pairwise(reqs):
         assert json.dumps(cur.body["system"]) == json.dumps(prev.body["system"])
         assert json.dumps(cur.body["tools"]) == json.dumps(prev.body["tools"])
-        prev_msgs = json.dumps(prev.body["messages"])[:-1]  # without the closing bracket
-        assert json.dumps(cur.body["messages"]).startswith(prev_msgs)
+        # The breakpoint moves to the newest block; everything else is an extension.
+        prev_msgs = json.dumps(without_breakpoints(prev.body["messages"]))[:-1]
+        assert json.dumps(without_breakpoints(cur.body["messages"])).startswith(prev_msgs)
+    for req in reqs:
+        marked = [b for m in req.body["messages"] for b in m["content"] if "cache_control" in b]
+        assert marked == [req.body["messages"][-1]["content"][-1]]
+
+
+def without_breakpoints(messages: list[dict]) -> list[dict]:
+    """The messages with cache_control markers taken off their blocks."""
+    return [
+        {
+            **m,
+            "content": [{k: v for k, v in b.items() if k != "cache_control"} for b in m["content"]],
+        }
+        for m in messages
+    ]
 
 
 async def test_tool_loop_adds_a_todo_and_returns_the_result(

@@ -1,9 +1,16 @@
 """A scripted Anthropic Messages API on 127.0.0.1 that the real SDK talks to.
 
-Queue replies with `reply_text`, `reply_tool_use` or `reply_error`; every
-request is recorded (path, headers, JSON body). With the queue empty it
+Queue replies with `reply_text`, `reply_tool_use`, `reply_error` or `reply_raw`;
+every request is recorded (path, headers, JSON body). With the queue empty it
 answers with `default_text` (or an echo of the last user message). Both
 JSON and SSE (`"stream": true`) responses are produced, like the real API.
+
+Like the real API it answers 400 `invalid_request_error` to a request the real
+API would refuse (`request_problem`): role order, `tool_use`/`tool_result`
+pairing, empty text blocks, unknown top-level keys, more than four cache
+breakpoints. `gateway=True` plays an Anthropic-compatible gateway in front of
+an OpenAI-style backend that refuses unknown fields (top-level `cache_control`
+among them) the way LiteLLM relays it. Neither checks the API key.
 
 Runs in a background thread with its own event loop, so it serves
 in-process tests and subprocesses (`archbot chat`) alike. Also runnable:
@@ -23,6 +30,174 @@ from typing import Any
 
 from aiohttp import web
 
+# The Messages API's top-level request fields (anthropic 2.14's MessageCreateParams,
+# plus `stream` and the sampling fields the API still accepts).
+MESSAGES_API_KEYS = frozenset(
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "system",
+        "metadata",
+        "stop_sequences",
+        "stream",
+        "temperature",
+        "top_p",
+        "top_k",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "cache_control",
+        "container",
+        "diagnostics",
+        "inference_geo",
+        "output_config",
+        "service_tier",
+        "speed",
+        "user_profile_id",
+        "workspace_id",
+    }
+)
+# What an OpenAI-style backend behind a gateway can be given; the rest is refused.
+GATEWAY_KEYS = frozenset(
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "system",
+        "metadata",
+        "stop_sequences",
+        "stream",
+        "temperature",
+        "top_p",
+        "top_k",
+        "tools",
+        "tool_choice",
+    }
+)
+MAX_CACHE_BREAKPOINTS = 4
+
+
+def request_problem(body: dict[str, Any]) -> str | None:
+    """What the real Messages API would say about this request body, or None if it is valid."""
+    for key in ("model", "max_tokens", "messages"):
+        if key not in body:
+            return f"{key}: Field required"
+    for key in body:
+        if key not in MESSAGES_API_KEYS:
+            return f"{key}: Extra inputs are not permitted"
+    messages = body["messages"]
+    if not isinstance(messages, list) or not messages:
+        return "messages: at least one message is required"
+    breakpoints = 1 if body.get("cache_control") else 0
+    system = body.get("system")
+    if isinstance(system, list):
+        for j, block in enumerate(system):
+            problem = _block_problem(block, f"system.{j}")
+            if problem:
+                return problem
+            breakpoints += bool(block.get("cache_control"))
+    for tool in body.get("tools") or []:
+        breakpoints += bool(isinstance(tool, dict) and tool.get("cache_control"))
+    previous_role = None
+    pending_uses: list[str] = []  # tool_use ids of the previous assistant message
+    for i, message in enumerate(messages):
+        role = message.get("role")
+        if role not in ("user", "assistant"):
+            return f"messages.{i}.role: Input should be 'user' or 'assistant'"
+        if i == 0 and role != "user":
+            return 'messages: first message must use the "user" role'
+        if role == previous_role:
+            return (
+                'messages: roles must alternate between "user" and "assistant", '
+                f'but found multiple "{role}" roles in a row'
+            )
+        content = message.get("content")
+        last = i == len(messages) - 1
+        if isinstance(content, str):
+            blocks: list[Any] = [{"type": "text", "text": content}] if content else []
+        elif isinstance(content, list):
+            blocks = content
+        else:
+            return f"messages.{i}.content: Input should be a valid list"
+        if not blocks and not (last and role == "assistant"):
+            return (
+                f"messages.{i}: all messages must have non-empty content except for the "
+                "optional final assistant message"
+            )
+        for j, block in enumerate(blocks):
+            problem = _block_problem(block, f"messages.{i}.content.{j}")
+            if problem:
+                return problem
+            breakpoints += bool(block.get("cache_control"))
+            nested = block.get("content") if block.get("type") == "tool_result" else None
+            for k, inner in enumerate(nested if isinstance(nested, list) else []):
+                problem = _block_problem(inner, f"messages.{i}.content.{j}.content.{k}")
+                if problem:
+                    return problem
+                breakpoints += bool(inner.get("cache_control"))
+        if pending_uses:
+            # The results must open the next message, one per tool_use of the previous one.
+            leading = itertools.takewhile(lambda b: b.get("type") == "tool_result", blocks)
+            answered = {b.get("tool_use_id") for b in leading}
+            missing = [u for u in pending_uses if u not in answered]
+            if missing:
+                return (
+                    f"messages.{i - 1}: `tool_use` ids were found without `tool_result` blocks "
+                    f"immediately after: {', '.join(missing)}. Each `tool_use` block must have a "
+                    "corresponding `tool_result` block in the next message."
+                )
+        for j, block in enumerate(blocks):
+            if block.get("type") == "tool_result" and block.get("tool_use_id") not in pending_uses:
+                return (
+                    f"messages.{i}.content.{j}: unexpected `tool_use_id` found in `tool_result` "
+                    f"blocks: {block.get('tool_use_id')}. Each `tool_result` block must have a "
+                    "corresponding `tool_use` block in the previous message."
+                )
+        pending_uses = [b.get("id") for b in blocks if b.get("type") == "tool_use"]
+        if pending_uses and role == "user":
+            return f"messages.{i}: `tool_use` blocks can only be in `assistant` messages"
+        if last and pending_uses:
+            return (
+                f"messages.{i}: `tool_use` ids were found without `tool_result` blocks "
+                f"immediately after: {', '.join(pending_uses)}. Each `tool_use` block must have "
+                "a corresponding `tool_result` block in the next message."
+            )
+        if last and role == "assistant" and blocks:
+            tail = blocks[-1]
+            if tail.get("type") == "text" and tail.get("text", "") != tail.get("text", "").rstrip():
+                return "messages: final assistant content cannot end with trailing whitespace"
+        previous_role = role
+    if breakpoints > MAX_CACHE_BREAKPOINTS:
+        return (
+            f"A maximum of {MAX_CACHE_BREAKPOINTS} blocks with cache_control may be provided. "
+            f"Found {breakpoints}."
+        )
+    return None
+
+
+def _block_problem(block: object, where: str) -> str | None:
+    if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+        return f"{where}: Input should be a valid content block"
+    if block["type"] == "text":
+        text = block.get("text")
+        if not isinstance(text, str) or not text:
+            return f"{where}.text: text content blocks must be non-empty"
+        if not text.strip():
+            return f"{where}.text: text content blocks must contain non-whitespace text"
+    return None
+
+
+def gateway_problem(body: dict[str, Any]) -> str | None:
+    """What a gateway relays from a backend that refuses unknown fields, or None."""
+    for key in body:
+        if key not in GATEWAY_KEYS:
+            return (
+                "litellm.BadRequestError: OpenAIException - "
+                f"Unrecognized request argument supplied: {key}"
+            )
+    return None
+
 
 @dataclass
 class RecordedRequest:
@@ -38,6 +213,7 @@ class FakeAnthropic:
     latency: float = 0.0
     default_text: str | None = None
     always_error: int | None = None  # status for every message request (e.g. 529)
+    gateway: bool = False  # refuse unknown top-level fields like an OpenAI-style backend
     requests: list[RecordedRequest] = field(default_factory=list)
     _queue: deque[dict[str, Any]] = field(default_factory=deque)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -71,6 +247,12 @@ class FakeAnthropic:
     ) -> None:
         """Queue an error response (the SDK may retry it, consuming more of the queue)."""
         self._queue.append({"error": (status, kind, message)})
+
+    def reply_raw(
+        self, status: int, body: object, *, content_type: str = "application/json"
+    ) -> None:
+        """Queue a response exactly as given (a dict is sent as JSON), e.g. a 200 error object."""
+        self._queue.append({"raw": (status, body, content_type)})
 
     @property
     def message_requests(self) -> list[RecordedRequest]:
@@ -142,7 +324,25 @@ class FakeAnthropic:
         rec = await self._record(request)
         if self.latency:
             await asyncio.sleep(self.latency)
+        if self.gateway and (problem := gateway_problem(rec.body)):
+            return web.json_response(
+                {"error": {"message": problem, "type": None, "param": None, "code": "400"}},
+                status=400,
+            )
+        if problem := request_problem(rec.body):
+            return web.json_response(
+                {
+                    "type": "error",
+                    "error": {"type": "invalid_request_error", "message": problem},
+                    "request_id": f"req_{next(self._ids):06d}",
+                },
+                status=400,
+            )
         script = self._next_script(rec.body)
+        if "raw" in script:
+            status, raw_body, content_type = script["raw"]
+            text = raw_body if isinstance(raw_body, str) else json.dumps(raw_body)
+            return web.Response(text=text, status=status, content_type=content_type)
         if "error" in script:
             status, kind, message = script["error"]
             return web.json_response(
