@@ -131,6 +131,21 @@ class FakeSlack:
             and (thread_ts is None or c.args.get("thread_ts") == thread_ts)
         ]
 
+    def sent_texts(self) -> list[str]:
+        """Every text the bot sent to be shown: chat.* call bodies (text, markdown_text, stream
+        chunks, blocks) and response_url posts, one entry per field, in call order."""
+        with self._lock:
+            calls = [c for c in self.calls if c.method.startswith("chat.")] + list(self.responses)
+        texts: list[str] = []
+        for call in calls:
+            texts.extend(str(call.args[k]) for k in ("text", "markdown_text") if call.args.get(k))
+            texts.append(_markdown_of({"chunks": call.args.get("chunks")}))
+            blocks = call.args.get("blocks") or []
+            texts.extend(
+                json.dumps(b) for b in (json.loads(blocks) if isinstance(blocks, str) else blocks)
+            )
+        return [t for t in texts if t]
+
     def thread_messages(
         self, channel: str, thread_ts: str | None, *, finished: bool = True
     ) -> list[SlackMessage]:
