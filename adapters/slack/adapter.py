@@ -25,6 +25,7 @@ from slack_bolt.middleware.authorization.async_single_team_authorization import 
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from adapters.slack.client import CALL_ERRORS, auth_status, configure_client, describe, secret
+from adapters.slack.gate import Installation, WorkspaceGate
 from adapters.slack.outbox import SlackOutbox
 from adapters.slack.render import render_parts
 from adapters.slack.stream import StreamedReply
@@ -88,6 +89,9 @@ class SlackAdapter:
         self.client = configure_client(self.app.client, self.settings.api_url)
         self.outbox = SlackOutbox(self.client)
         self.thinking = ThinkingIndicator(self.client)
+        # Only the installed workspace is served; the gate learns it from auth.test at start.
+        self.gate = WorkspaceGate()
+        self.app.use(self.gate)
         self.app.event("app_mention")(self._on_app_mention)
         self.app.event("message")(self._on_message)
         self.app.command(SLASH_COMMAND)(self._on_slash_command)
@@ -122,6 +126,9 @@ class SlackAdapter:
         self.bot_id = str(auth.get("bot_id") or "") or None
         self.team_id = str(auth.get("team_id") or "")
         self.outbox.workspace = self.team_id
+        self.gate.installation = Installation.from_auth_test(
+            auth.data if isinstance(auth.data, dict) else {}
+        )
         self._prime_authorization(auth)
         if self.mode == "http":
             await self._start_http()

@@ -81,6 +81,9 @@ class FakeSlack:
     bot_user_id: str = BOT_USER_ID
     bot_id: str = BOT_ID
     team_id: str = TEAM_ID
+    # An Enterprise Grid install: the org's id, and whether the app is installed org-wide.
+    enterprise_id: str | None = None
+    enterprise_install: bool = False
     assistant_status_supported: bool = False
     stream_error: str | None = None  # chat.startStream answers this error (None: it works)
     messages: list[SlackMessage] = field(default_factory=list)
@@ -235,7 +238,8 @@ class FakeSlack:
                 "team_id": self.team_id,
                 "user_id": self.bot_user_id,
                 "bot_id": self.bot_id,
-                "is_enterprise_install": False,
+                "is_enterprise_install": self.enterprise_install,
+                **({"enterprise_id": self.enterprise_id} if self.enterprise_id else {}),
             }
         if method.startswith("chat.") and method.endswith("Stream"):
             return self._stream(method, args)
