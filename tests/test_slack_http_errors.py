@@ -3,6 +3,7 @@ traceback, whether or not it is signed; `archbot run` is tried as a subprocess t
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import time
@@ -149,6 +150,19 @@ async def test_a_signed_body_of_an_odd_shape_never_gets_a_500_or_a_traceback(
     got, _ = await bot._post(raw, signed(raw))
     assert got < 500
     assert not tracebacks(caplog)
+
+
+async def test_an_oversized_body_gets_413_and_one_log_line(
+    bot: RunningBot, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    assert bot.session is not None
+    url = f"http://127.0.0.1:{bot.port}/slack/events"
+    body = io.BytesIO(b"x" * (3 << 20))  # a stream: aiohttp warns about large raw bytes
+    async with bot.session.post(url, data=body, headers=unsigned()) as response:
+        assert response.status == 413
+    assert not tracebacks(caplog)
+    assert [r for r in caplog.records if "refused a request" in r.getMessage()]
 
 
 async def test_after_bad_requests_a_good_one_is_still_answered(

@@ -177,7 +177,11 @@ class SlackAdapter:
         )
 
     async def _http_events(self, request: web.Request) -> web.Response:
-        raw = await request.read()
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            log.warning("slack: refused a request to %s with 413: body over 1 MiB", EVENTS_PATH)
+            raise
         problem = request_problem(raw, request.headers, self._verifier)
         if problem is not None:
             status, reason = problem

@@ -16,7 +16,7 @@ from slack_sdk.signature import SignatureVerifier
 
 _TIMESTAMP = re.compile(r"[0-9]{1,15}")
 # Fields bolt reads while building its context: an event payload's shape, not its values.
-_OBJECT_FIELDS = ("event", "team", "user", "channel", "enterprise", "view", "container", "message")
+_OBJECT_FIELDS = ("team", "user", "channel", "enterprise", "view", "container", "message")
 
 
 def request_problem(
