@@ -90,6 +90,9 @@ def test_our_workspace_is_served_and_another_is_not() -> None:
     forged = from_team(mine, OTHER_TEAM)
     forged["team_id"] = TEAM_ID
     assert not is_addressed_to(forged, OURS)
+    # ... unless it is a Slack Connect channel, where Slack may name the other org's install.
+    assert is_addressed_to({**forged, "is_ext_shared_channel": True}, OURS)
+    assert not is_addressed_to({**from_team(mine, OTHER_TEAM), "is_ext_shared_channel": True}, OURS)
     assert not is_addressed_to({"type": "event_callback", "event": {}}, OURS)  # names nobody
     assert not is_addressed_to(mine, Installation(team_id=""))
 

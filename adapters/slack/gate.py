@@ -85,15 +85,21 @@ def addressee(body: Mapping[str, Any]) -> tuple[str, str]:
 def is_addressed_to(body: Mapping[str, Any], installed: Installation) -> bool:
     """True when Slack sent this request for our installation.
 
-    Events carry `authorizations` (the installations the event is delivered for: in a shared
+    Events carry `authorizations` (the installation the event is delivered for: in a shared
     channel the envelope's `enterprise_id` is the author's org, not ours); slash commands and
     interactions carry the workspace (`team_id` / `team.id`) and `enterprise_id`.
     """
     authorizations = body.get("authorizations")
     if isinstance(authorizations, list) and authorizations:
-        return any(
+        if any(
             isinstance(a, Mapping) and installed.matches(a.get("team_id"), a.get("enterprise_id"))
             for a in authorizations
+        ):
+            return True
+        # Slack names one installation per event; in a Slack Connect channel it may be the
+        # other org's, while the envelope's team is the workspace the event happened in.
+        return body.get("is_ext_shared_channel") is True and installed.matches(
+            body.get("team_id"), None
         )
     return installed.matches(_team_of(body), _enterprise_of(body))
 
