@@ -9,6 +9,8 @@ left to send so that everything sent equals the final, signed-off reply.
 from __future__ import annotations
 
 HOLDBACK = 160  # longer than any form of the sign-off line or a Slack mention token
+# A `<...>` longer than this is prose or code (`a < b`, `x > y`), not a platform token.
+TOKEN_MAX = 500
 
 
 class ReplyStream:
@@ -25,9 +27,10 @@ class ReplyStream:
         limit = len(self._buffer) - self.holdback
         if limit <= 0:
             return ""
-        # Release up to the last whitespace before the held-back tail, so a
-        # token such as <!here> or a URL is never cut in two.
-        cut = max(self._buffer.rfind(" ", 0, limit), self._buffer.rfind("\n", 0, limit))
+        # Release up to the last whitespace before the held-back tail that is not inside a
+        # `<...>` token: `<!channel|attention everyone>` cut in two pieces pings nobody in
+        # either piece, but Slack joins the pieces of a streamed message into one text.
+        cut = _release_point(self._buffer, limit)
         if cut <= 0:
             return ""
         chunk, self._buffer = self._buffer[: cut + 1], self._buffer[cut + 1 :]
@@ -44,6 +47,39 @@ class ReplyStream:
         self.sent += rest
         self._buffer = ""
         return rest
+
+
+def token_start(text: str, pos: int) -> int:
+    """Where the `<...>` token holding `text[pos]` starts (-1 when it is in none).
+
+    A token has no `<` inside (platforms escape it) and is at most TOKEN_MAX long; one not
+    yet closed at the end of `text` counts while it could still close within that length.
+    """
+    start = text.rfind("<", max(0, pos - TOKEN_MAX), pos + 1)
+    if start == -1 or text.find(">", start, pos) != -1:
+        return -1
+    horizon = start + TOKEN_MAX + 1
+    end = text.find(">", pos, horizon)
+    reopened = text.find("<", start + 1, end if end != -1 else horizon)
+    if reopened != -1:
+        return -1
+    if end != -1 or len(text) < horizon:
+        return start
+    return -1
+
+
+def _release_point(text: str, limit: int) -> int:
+    """The last whitespace before `limit` outside every `<...>` token (-1 when there is none)."""
+    end = limit
+    while end > 0:
+        cut = max(text.rfind(" ", 0, end), text.rfind("\n", 0, end))
+        if cut <= 0:
+            return -1
+        start = token_start(text, cut)
+        if start == -1:
+            return cut
+        end = start  # try the whitespace before the token
+    return -1
 
 
 def rest_of_reply(sent: str, final: str) -> str:

@@ -15,6 +15,10 @@ _BROADCAST = re.compile(r"<!(?P<name>channel|here|everyone)(?:\|[^>]*)?>", re.IG
 _SUBTEAM = re.compile(r"<!subteam\^(?P<id>[A-Z0-9]+)(?:\|@?(?P<label>[^>]*))?>", re.IGNORECASE)
 # The bare words, which some renderers also turn into pings.
 _BARE_BROADCAST = re.compile(r"(?<![\w@])@(?P<name>channel|here|everyone)\b", re.IGNORECASE)
+# What is left of a ping's opening after the replacements above: a token still open at the
+# end of a streamed piece (its `>` may come in a later one) or an odd form such as
+# `<!channel foo>`. Breaking the `<!` leaves nothing that can close into a ping.
+_PING_OPENING = re.compile(r"<(?=!(?:channel|here|everyone|subteam))", re.IGNORECASE)
 # A zero-width space after "@" keeps the text readable and pings nobody.
 _ZWSP = "\u200b"
 
@@ -25,7 +29,8 @@ def neutralize_broadcasts(text: str) -> str:
     text = _SUBTEAM.sub(
         lambda m: f"@{_ZWSP}{(m.group('label') or 'subteam').strip() or 'subteam'}", text
     )
-    return _BARE_BROADCAST.sub(lambda m: f"@{_ZWSP}{m.group('name')}", text)
+    text = _BARE_BROADCAST.sub(lambda m: f"@{_ZWSP}{m.group('name')}", text)
+    return _PING_OPENING.sub(f"<{_ZWSP}", text)
 
 
 def render_parts(text: str, limit: int = MARKDOWN_LIMIT) -> list[str]:

@@ -18,7 +18,7 @@ from adapters.slack.outbox import SlackOutbox
 from adapters.slack.render import MARKDOWN_LIMIT, neutralize_broadcasts
 from bot.events import IncomingMessage, Reply
 from bot.formatting import open_fence
-from bot.streaming import ReplyStream, rest_of_reply
+from bot.streaming import ReplyStream, rest_of_reply, token_start
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,8 @@ _FENCE_RESERVE = 32
 def fit_streamed(shown: str, text: str, limit: int = MARKDOWN_LIMIT) -> tuple[str, str]:
     """Split `text` into what still fits a streamed message already showing `shown`, and the rest.
 
-    The cut falls on a paragraph, line or word break, leaving room to close a code fence.
+    The cut falls on a paragraph, line or word break outside any `<...>` token (a link is
+    not split across two messages), leaving room to close a code fence.
     """
     room = limit - len(shown) - _FENCE_RESERVE
     if len(text) <= room:
@@ -57,9 +58,38 @@ def fit_streamed(shown: str, text: str, limit: int = MARKDOWN_LIMIT) -> tuple[st
         cut = window.rfind("\n")
     if cut < room // 2:
         cut = window.rfind(" ")
+    start = token_start(text, cut) if cut > 0 else -1
+    if start > 0:
+        cut = start
     if cut <= 0:
         cut = room
     return text[:cut], text[cut:]
+
+
+class NeutralStream:
+    """The model's deltas as neutralised pieces that can be joined into one Slack message.
+
+    `ReplyStream` releases text only at whitespace outside `<...>` tokens, so each piece is
+    neutralised as it would be inside the whole text, and a ping split across deltas
+    (`<!chan` + `nel>`) is whole before it is neutralised.
+    """
+
+    def __init__(self) -> None:
+        self._stream = ReplyStream()
+
+    @property
+    def sent(self) -> str:
+        """The model's text released so far (before neutralising)."""
+        return self._stream.sent
+
+    def feed(self, delta: str) -> str:
+        """Add model text; return the neutralised piece that may be shown now ("" if none)."""
+        chunk = self._stream.feed(delta)
+        return neutralize_broadcasts(chunk) if chunk else ""
+
+    def rest(self, final_text: str) -> str:
+        """The neutralised rest that makes the pieces read as `final_text`."""
+        return neutralize_broadcasts(rest_of_reply(self._stream.sent, final_text))
 
 
 def continue_after(shown: str, rest: str) -> str:
@@ -98,7 +128,7 @@ class StreamedReply:
         self.recipient_team_id = recipient_team_id
         self._on_visible = on_visible
         self._on_unsupported = on_unsupported
-        self._stream = ReplyStream()
+        self._stream = NeutralStream()
         self._pending = ""  # neutralised text not yet handed to Slack
         self._unsent = ""  # text for normal posts after the streamed message ended
         self.ts: str | None = None  # the streamed message, once chat.startStream answered
@@ -113,7 +143,7 @@ class StreamedReply:
         chunk = self._stream.feed(delta)
         if not chunk:
             return
-        self._pending += neutralize_broadcasts(chunk)
+        self._pending += chunk
         if self._pump_task is None:
             self._pump_task = asyncio.create_task(self._pump())
         if len(self._pending) >= STREAM_BATCH_CHARS:
@@ -142,7 +172,7 @@ class StreamedReply:
     async def finish(self, reply: Reply) -> None:
         """Send what is left of `reply` (streamed, or posted); raises when posting fails."""
         await self._stop_pump()
-        rest = neutralize_broadcasts(rest_of_reply(self._stream.sent, reply.text))
+        rest = self._stream.rest(reply.text)
         text, self._pending = self._pending + rest, ""
         if self.state == "idle" and not self._stream.sent:
             # Too short to have released anything (a short answer, a command): post it whole.

@@ -81,6 +81,9 @@ class FakeSlack:
     bot_user_id: str = BOT_USER_ID
     bot_id: str = BOT_ID
     team_id: str = TEAM_ID
+    # An Enterprise Grid install: the org's id, and whether the app is installed org-wide.
+    enterprise_id: str | None = None
+    enterprise_install: bool = False
     assistant_status_supported: bool = False
     stream_error: str | None = None  # chat.startStream answers this error (None: it works)
     messages: list[SlackMessage] = field(default_factory=list)
@@ -130,6 +133,21 @@ class FakeSlack:
             and (channel is None or c.args.get("channel") == channel)
             and (thread_ts is None or c.args.get("thread_ts") == thread_ts)
         ]
+
+    def sent_texts(self) -> list[str]:
+        """Every text the bot sent to be shown: chat.* call bodies (text, markdown_text, stream
+        chunks, blocks) and response_url posts, one entry per field, in call order."""
+        with self._lock:
+            calls = [c for c in self.calls if c.method.startswith("chat.")] + list(self.responses)
+        texts: list[str] = []
+        for call in calls:
+            texts.extend(str(call.args[k]) for k in ("text", "markdown_text") if call.args.get(k))
+            texts.append(_markdown_of({"chunks": call.args.get("chunks")}))
+            blocks = call.args.get("blocks") or []
+            texts.extend(
+                json.dumps(b) for b in (json.loads(blocks) if isinstance(blocks, str) else blocks)
+            )
+        return [t for t in texts if t]
 
     def thread_messages(
         self, channel: str, thread_ts: str | None, *, finished: bool = True
@@ -220,7 +238,8 @@ class FakeSlack:
                 "team_id": self.team_id,
                 "user_id": self.bot_user_id,
                 "bot_id": self.bot_id,
-                "is_enterprise_install": False,
+                "is_enterprise_install": self.enterprise_install,
+                **({"enterprise_id": self.enterprise_id} if self.enterprise_id else {}),
             }
         if method.startswith("chat.") and method.endswith("Stream"):
             return self._stream(method, args)
