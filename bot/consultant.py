@@ -16,7 +16,7 @@ import contextvars
 import logging
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -193,18 +193,28 @@ class Consultant:
             return False
         return msg.is_dm or access.channel_allowed(msg.channel)
 
-    async def handle(self, msg: IncomingMessage, on_text: TextSink | None = None) -> Reply | None:
+    async def handle(
+        self,
+        msg: IncomingMessage,
+        on_text: TextSink | None = None,
+        on_queued: Callable[[], None] | None = None,
+    ) -> Reply | None:
         """Answer one message; None when it is a redelivery or not allowed.
 
         `on_text`, if given, receives the answer's text while the model writes
         it (for platforms that stream); the returned Reply is still the whole,
-        signed-off answer.
+        signed-off answer. `on_queued`, if given, is called once the message is
+        stored and has its place in its thread's order (or was turned away), so
+        an adapter that must await something before calling `handle` can hold
+        the thread's next message until then, and no longer.
         """
+        queued = _Once(on_queued)
         self._inflight += 1
         self._idle.clear()
         try:
-            return await self._handle(msg, on_text)
+            return await self._handle(msg, on_text, queued)
         finally:
+            queued()
             self._inflight -= 1
             if self._inflight == 0:
                 self._idle.set()
@@ -217,7 +227,9 @@ class Consultant:
             return False
         return True
 
-    async def _handle(self, msg: IncomingMessage, on_text: TextSink | None) -> Reply | None:
+    async def _handle(
+        self, msg: IncomingMessage, on_text: TextSink | None, queued: _Once
+    ) -> Reply | None:
         if not msg.has_content and not msg.mentioned:
             log.debug("ignoring %s: nothing to read", msg.event_id)
             return None
@@ -258,6 +270,8 @@ class Consultant:
             # Rolled back, event claim included: a redelivery gets another chance.
             ref = log_failure(exc, f"storing a message in {msg.thread_key} failed")
             return Reply(sign_off(failure_reply(exc, ref)), msg.thread_key, kind="error")
+        # Stored: its place in the thread's order is taken below, before anything awaits.
+        queued()
         if command:
             if self.commands.is_read_only(msg.text):
                 return await self._run_command(msg, thread)
@@ -734,6 +748,18 @@ class _RoundSeparatedSink:
             # adapter still gets the whole Reply and can post it.
             log.exception("streaming text to the platform failed; continuing without it")
             self._sink = None
+
+
+class _Once:
+    """Calls a callback at most once (the first call wins)."""
+
+    def __init__(self, callback: Callable[[], None] | None) -> None:
+        self._callback = callback
+
+    def __call__(self) -> None:
+        callback, self._callback = self._callback, None
+        if callback is not None:
+            callback()
 
 
 def render_user_text(msg: IncomingMessage, limit: int = FORWARDED_LIMIT) -> str:

@@ -578,6 +578,36 @@ async def test_follow_ups_typed_at_once_are_answered_in_order(
     assert "Answer two." in third and "About 40k msgs/s at peak." in third
 
 
+async def test_a_follow_up_is_stored_while_the_turn_before_it_still_runs(
+    bot: Running, tmp_path: Path
+) -> None:
+    """The adapter's line only covers the awaits before the core stores a message.
+
+    A follow-up held until the previous answer was posted would be lost by a crash
+    meanwhile (Discord does not redeliver); stored, it is answered after a restart.
+    """
+    fake, model = bot.discord, bot.model
+    model.latency = 1.0
+    model.reply_text("Answer one.")
+    model.reply_text("Answer two.")
+    thread = fake.new_id()
+    fake.message(f"<@{fake.bot_id}> Kafka or Redpanda?", mention_bot=True, fields={"id": thread})
+    await eventually(lambda: len(model.requests) == 1, "the first model call")
+    fake.message("We run on k8s.", channel_id=thread)
+    store = Store.open(tmp_path / "archbot.db")
+    try:
+
+        def stored_questions() -> list[str]:
+            rows = store.conn.execute("SELECT text FROM turns ORDER BY id").fetchall()
+            return [r[0] for r in rows]
+
+        await eventually(lambda: len(stored_questions()) == 2, "the follow-up stored")
+        assert not bot_posts(fake, thread), "stored while the first answer was still coming"
+    finally:
+        store.close()
+    await eventually(lambda: len(bot_posts(fake, thread)) == 2, "both answers")
+
+
 async def test_follow_up_waits_while_a_foreign_threads_history_is_read(
     fake_discord: FakeDiscord,
     fake_anthropic: FakeAnthropic,
@@ -625,9 +655,9 @@ async def test_nothing_to_read_never_reaches_the_core_but_a_bare_mention_does(
     handle = consultant.handle
     seen: list[IncomingMessage] = []
 
-    async def recording_handle(msg: IncomingMessage) -> Reply | None:
+    async def recording_handle(msg: IncomingMessage, **kwargs: Any) -> Reply | None:
         seen.append(msg)
-        return await handle(msg)
+        return await handle(msg, **kwargs)
 
     monkeypatch.setattr(consultant, "handle", recording_handle)
     dm = fake.new_id()
@@ -672,11 +702,11 @@ async def test_a_failed_message_does_not_hold_up_the_next_one_in_its_thread(
     handle = consultant.handle
     release = asyncio.Event()
 
-    async def first_one_breaks(msg: IncomingMessage) -> Reply | None:
+    async def first_one_breaks(msg: IncomingMessage, **kwargs: Any) -> Reply | None:
         if msg.text == "first":
             await release.wait()  # the second message is queued behind this one by now
             raise RuntimeError("boom")
-        return await handle(msg)
+        return await handle(msg, **kwargs)
 
     monkeypatch.setattr(consultant, "handle", first_one_breaks)
     model.reply_text("Second answered.")

@@ -47,7 +47,13 @@ RAW_KEPT = 256  # raw payloads waiting for on_message; it takes each within a lo
 
 
 class _Turn:
-    """A message's place in its thread's line; the next message waits until this one is done."""
+    """A message's place in its thread's line until the core has stored it.
+
+    Reading a thread's history or opening a thread awaits before the core sees
+    the message; a follow-up must not overtake it meanwhile. Once the core has
+    stored a message it keeps the thread's order itself, so the line is released
+    then (a message waiting here is not yet stored: keep that window short).
+    """
 
     def __init__(self, key: str, earlier: _Turn | None, line: dict[str, _Turn]) -> None:
         self.key = key
@@ -56,7 +62,7 @@ class _Turn:
         self.finished = asyncio.Event()
 
     async def wait_for_earlier(self) -> None:
-        """Return once the message before this one in the same thread has been answered."""
+        """Return once the message before this one in the same thread is in the core's hands."""
         if self.earlier is not None:
             await self.earlier.finished.wait()
             self.earlier = None  # let it be collected
@@ -206,13 +212,15 @@ class ArchbotClient(discord.Client):
         """One turn with the typing indicator on; the reply is posted in parts.
 
         With `turn`, the core gets the message only once the thread's earlier
-        message has been answered; the indicator already shows while it waits.
+        message is stored in the core; the indicator already shows while it waits.
         """
         consultant = self.core.consultant
         async with target.typing():
             if turn is not None:
                 await turn.wait_for_earlier()
-            reply = await consultant.handle(msg)
+            # The next message of the thread may go once this one is stored and queued in
+            # the core (which keeps the order from there), not only once it is answered.
+            reply = await consultant.handle(msg, on_queued=turn.done if turn else None)
             if reply is None:
                 return
             try:
