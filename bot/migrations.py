@@ -141,3 +141,19 @@ def m003_threads_joined(db: Database) -> None:
     # A thread is joined the moment the bot accepts the mention that starts it,
     # before its first turn exists, so a follow-up a second later is answered.
     db.execute("ALTER TABLE threads ADD COLUMN joined_at TEXT")
+
+
+@migrations()
+def m004_slack_users(db: Database) -> None:
+    # Display names from Slack's users.info, so the model reads "Alice", not "U0ALICE01".
+    db.execute(
+        """
+        CREATE TABLE slack_users (
+            workspace TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            fetched_at TEXT NOT NULL,
+            PRIMARY KEY (workspace, user_id)
+        )
+        """
+    )
