@@ -186,7 +186,9 @@ def forwarded_of(
                 rich_text_plain(_message_blocks(mb)) for mb in att.get("message_blocks") or []
             )
             if t
-        ) or str(att.get("text") or att.get("fallback") or "")
+        ) or str(att.get("text") or "")
+        if not text.strip():
+            continue  # a share of nothing readable (an image, a deleted message)
         author_id = str(att.get("author_id") or "")
         author = names.get(author_id) or clean_name(
             str(att.get("author_name") or att.get("author_subname") or author_id)
@@ -251,7 +253,8 @@ def _rich_lines(element: Any) -> list[str]:
             for n, child in enumerate(children, 1)
             for line in _rich_lines(child)[:1]
         ]
-    text = "".join(_rich_leaf(leaf) for leaf in children)
+    # Slack ends a section with "\n" before a list or quote; the lines are joined anyway.
+    text = "".join(_rich_leaf(leaf) for leaf in children).strip("\n")
     if kind == "rich_text_quote":
         return [f"> {line}" for line in text.split("\n")]
     if kind == "rich_text_preformatted":
