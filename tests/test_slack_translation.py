@@ -249,8 +249,15 @@ def test_manifest_declares_the_scopes_events_and_command_the_adapter_uses() -> N
         "reactions:write",
         "commands",
         "assistant:write",
+        "users:read",
     }
-    events = {"app_mention", "message.channels", "message.groups", "message.im"}
+    events = {
+        "app_mention",
+        "message.channels",
+        "message.groups",
+        "message.im",
+        "assistant_thread_started",
+    }
     assert scopes | events <= listed
     assert "- command: /archbot" in manifest
 
