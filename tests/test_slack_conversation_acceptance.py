@@ -85,6 +85,9 @@ def test_a_mention_and_two_follow_ups_within_200_ms_get_three_answers_in_order(
         for n in ("two", "three")
     ]
     model.latency = 0.5  # every message arrives while the first answer is being written
+    # A Slack that answers slowly: the mention still waits on its indicator and names when
+    # the follow-ups arrive (each of which waits on Slack too).
+    slack.delays.update({"reactions.add": 0.3, "users.info": 0.3})
     try:
         started = time.monotonic()
         statuses = [archbot.send(body)[0] for body in (mention, *follow_ups)]
@@ -92,6 +95,7 @@ def test_a_mention_and_two_follow_ups_within_200_ms_get_three_answers_in_order(
         posts = replies(slack, "C0BURST", root, count=3)
     finally:
         model.latency = 0.0
+        slack.delays.clear()
     assert statuses == [200, 200, 200]
     assert span < 0.2, f"the three deliveries took {span:.3f} s"
     texts = [p.text for p in posts]
@@ -109,6 +113,41 @@ def test_a_mention_and_two_follow_ups_within_200_ms_get_three_answers_in_order(
     assert seen.index("burst one") < seen.index("burst two") < seen.index("burst three")
     barrier(archbot, "D0BARRIERB")
     assert len(slack.messages_in("C0BURST")) == 3  # one answer per message, none merged
+
+
+def test_follow_ups_wait_for_a_mention_that_is_still_reading_its_thread(
+    archbot: Archbot, slack: FakeSlack, model: FakeAnthropic
+) -> None:
+    history = load_payload("conversations_replies")["messages"]
+    thread_ts = history[0]["ts"]
+    slack.threads[("C0CALLED", thread_ts)] = history
+    mention = event_body(
+        "app_mention_in_thread",
+        channel="C0CALLED",
+        thread_ts=thread_ts,
+        text="<@U0BOT0001> called in: first?",
+    )
+    follow_ups = [
+        event_body(
+            "message_thread_followup",
+            channel="C0CALLED",
+            thread_ts=thread_ts,
+            text=f"called in: {n}?",
+        )
+        for n in ("second", "third")
+    ]
+    slack.delays["conversations.replies"] = 0.5  # the mention reads the thread; they need not
+    try:
+        assert [archbot.send(body)[0] for body in (mention, *follow_ups)] == [200, 200, 200]
+        posts = replies(slack, "C0CALLED", thread_ts, count=3)
+    finally:
+        slack.delays.clear()
+    assert len(posts) == 3 and all(p.text.endswith(SIGN_OFF) for p in posts)
+    asked = [user_texts(r)[-1] for r in requests_mentioning(model, "called in: ")]
+    assert [text.rsplit(": ", 1)[-1] for text in asked] == ["first?", "second?", "third?"]
+    seen = "\n".join(user_texts(requests_mentioning(model, "called in: ")[-1]))
+    assert seen.index("Proposal: move the tick store") < seen.index("called in: first?")
+    assert seen.index("called in: first?") < seen.index("called in: second?")
 
 
 def test_a_slackbot_notice_in_the_dm_gets_no_model_call_and_no_post(

@@ -12,6 +12,7 @@ slash commands (`/commands/...`) are recorded too. `send_socket_event` pushes
 an Events API envelope to connected Socket Mode clients and records their acks.
 `users.info` answers from `users` like Slack does: it needs a bot or user token
 and the `users:read` scope (take it out of `scopes` to see `missing_scope`).
+`delays` makes a method answer late, as a busy Slack does (seconds per method).
 
 Serve it with `tests.fakes.fake_anthropic.ServerThread(FakeSlack().app())` (set `.url` to the
 server's URL), or run `python -m tests.fakes.fake_slack --port 8766`.
@@ -134,6 +135,7 @@ class FakeSlack:
     threads: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     users: dict[str, dict[str, Any]] = field(default_factory=default_users)  # for users.info
     scopes: set[str] = field(default_factory=lambda: set(DEFAULT_SCOPES))  # the bot token's
+    delays: dict[str, float] = field(default_factory=dict)  # method -> seconds before answering
     _failures: dict[str, deque[tuple[int, dict[str, Any], dict[str, str]]]] = field(
         default_factory=dict
     )
@@ -244,6 +246,9 @@ class FakeSlack:
             queue = self._failures.get(method)
             failure = queue.popleft() if queue else None
             self.calls.append(call)
+            delay = self.delays.get(method, 0.0)
+        if delay:
+            await asyncio.sleep(delay)
         if failure is not None:
             status, body, headers = failure
             call.status, call.ok = status, False
