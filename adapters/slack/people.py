@@ -25,6 +25,8 @@ LOOKUP_SECONDS = 5.0  # a slow users.info must not hold up an answer for long
 _NOT_ALLOWED = frozenset({"missing_scope", "not_allowed_token_type", "no_permission"})
 # Without users:read the bot names people by id, and asks again after this long.
 SCOPE_RECHECK_SECONDS = 3600.0
+# Someone users.info cannot name (another org's user, a deleted account) is asked again after this.
+MISS_SECONDS = 600.0
 
 
 def display_name(user: Mapping[str, Any]) -> str:
@@ -51,13 +53,19 @@ class SlackPeople:
         self.ttl = ttl
         self._off_until = 0.0  # users.info refused for lack of scope: ids until then
         self._inflight: dict[tuple[str, str], asyncio.Task[str]] = {}
+        self._misses: dict[tuple[str, str], float] = {}  # (workspace, id) -> when to ask again
 
     async def names(self, workspace: str, user_ids: Sequence[str]) -> dict[str, str]:
         """Display names of `user_ids` that are known or can be learned (others are left out)."""
         fresh_since = (datetime.now(UTC) - self.ttl).isoformat(timespec="microseconds")
         known = cached_names(self.store, workspace, user_ids, fresh_since)
-        missing = [uid for uid in dict.fromkeys(user_ids) if uid not in known]
-        if not missing or time.monotonic() < self._off_until:
+        now = time.monotonic()
+        missing = [
+            uid
+            for uid in dict.fromkeys(user_ids)
+            if uid not in known and self._misses.get((workspace, uid), 0.0) <= now
+        ]
+        if not missing or now < self._off_until:
             return known
         tasks = {uid: self._lookup(workspace, uid) for uid in missing}
         # asyncio.wait leaves late look-ups running: they are shared, and store what they learn.
@@ -93,12 +101,22 @@ class SlackPeople:
                 self._off_until = time.monotonic() + SCOPE_RECHECK_SECONDS
             else:
                 log.info("slack: no name for %s: %s", user_id, describe(exc))
+                self._missed(workspace, user_id)
             return ""
         except CALL_ERRORS as exc:
             log.info("slack: no name for %s: %s", user_id, describe(exc))
+            self._missed(workspace, user_id)
             return ""
         user = response.get("user")
         name = display_name(user) if isinstance(user, Mapping) else ""
         if name:
             remember_names(self.store, workspace, {user_id: name})
+        else:
+            self._missed(workspace, user_id)
         return name
+
+    def _missed(self, workspace: str, user_id: str) -> None:
+        self._misses[(workspace, user_id)] = time.monotonic() + MISS_SECONDS
+        if len(self._misses) > 10_000:  # bounded: forget the expired ones
+            now = time.monotonic()
+            self._misses = {k: t for k, t in self._misses.items() if t > now}
