@@ -69,6 +69,9 @@ async def test_a_name_older_than_the_ttl_is_asked_again(
     people.ttl = timedelta(0)
     assert await people.names(TEAM_ID, ["U0BOB0002"]) == {"U0BOB0002": "Robert"}
     assert lookups(fake_slack) == ["U0BOB0002", "U0BOB0002"]
+    fake_slack.fail_next("users.info", 500, error="internal_error")
+    assert await people.names(TEAM_ID, ["U0BOB0002"]) == {"U0BOB0002": "Robert"}  # stale > id
+    assert len(lookups(fake_slack)) == 3
 
 
 async def test_many_messages_at_once_ask_once_per_person(

@@ -75,7 +75,9 @@ class SlackPeople:
         fetched = {
             uid: task.result() for uid, task in tasks.items() if task.done() and task.result()
         }
-        return {**known, **fetched}
+        # A name past its TTL still beats an id when Slack could not be asked this time.
+        stale = cached_names(self.store, workspace, [u for u in missing if u not in fetched], "")
+        return {**stale, **known, **fetched}
 
     def _lookup(self, workspace: str, user_id: str) -> asyncio.Task[str]:
         # One users.info per person however many messages ask at once.
