@@ -156,3 +156,19 @@ def m004_turn_recovery_claims(db: Database) -> None:
     # lease: renewed while the claimer works, free to take once it goes stale.
     db.execute("ALTER TABLE turns ADD COLUMN recovery_claimed_by TEXT")
     db.execute("ALTER TABLE turns ADD COLUMN recovery_claimed_at TEXT")
+
+
+@migrations()
+def m005_slack_users(db: Database) -> None:
+    # Display names from Slack's users.info, so the model reads "Alice", not "U0ALICE01".
+    db.execute(
+        """
+        CREATE TABLE slack_users (
+            workspace TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            fetched_at TEXT NOT NULL,
+            PRIMARY KEY (workspace, user_id)
+        )
+        """
+    )

@@ -190,7 +190,7 @@ async def test_mention_is_acked_at_once_and_answered_in_its_thread(
     assert elapsed < 1.0
     [reply] = await answered(fake_slack, "C0GENERAL", ts)
     text = reply.text
-    assert text.startswith("Fake answer to: U0ALICE01: should we put features in Redis or Feast?")
+    assert text.startswith("Fake answer to: Alice: should we put features in Redis or Feast?")
     assert text.endswith(SIGN_OFF)
     [post] = fake_slack.posts(thread_ts=ts)  # a short answer is posted: nothing worth streaming
     assert post.headers["Authorization"] == f"Bearer {BOT_TOKEN}"

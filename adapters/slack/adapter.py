@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -26,10 +27,12 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from adapters.slack.arrivals import ArrivalOrder, Place
 from adapters.slack.client import CALL_ERRORS, auth_status, configure_client, describe, secret
 from adapters.slack.gate import Installation, WorkspaceGate
 from adapters.slack.http import request_problem
 from adapters.slack.outbox import SlackOutbox
+from adapters.slack.people import SlackPeople
 from adapters.slack.render import render_parts
 from adapters.slack.stream import StreamedReply
 from adapters.slack.thinking import ThinkingIndicator
@@ -40,6 +43,7 @@ from adapters.slack.translate import (
     is_person_message,
     message_key,
     needs_prior_context,
+    people_to_name,
     recipient_team,
     reply_thread_ts,
     should_answer_message,
@@ -48,7 +52,7 @@ from adapters.slack.translate import (
 )
 from bot.app import Core
 from bot.errors import ArchbotError
-from bot.events import ContextMessage, IncomingMessage, Reply
+from bot.events import IncomingMessage, Reply
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +103,11 @@ class SlackAdapter:
         self.app.event("app_mention")(self._on_app_mention)
         self.app.event("message")(self._on_message)
         self.app.command(SLASH_COMMAND)(self._on_slash_command)
+        # Last, so it only gets what no listener above took: bolt answers an event nobody
+        # listens to with 404 over HTTP and no acknowledgement in Socket Mode (a redelivery).
+        self.app.event(re.compile(".*"))(self._on_other_event)
+        self.people = SlackPeople(self.client, core.store)
+        self._arrivals = ArrivalOrder()
         self.bot_user_id: str | None = None
         self.bot_id: str | None = None
         self.team_id = ""
@@ -238,23 +247,17 @@ class SlackAdapter:
         event = body.get("event") or {}
         if not is_person_message(event, self.bot_user_id) or message_key(event) in self._seen:
             return  # a bot, or a redelivery of a message already taken in (no second thread read)
-        prior: tuple[ContextMessage, ...] = ()
-        if needs_prior_context(body, self.core.consultant.knows_thread):
-            prior = await self._read_thread(
-                str(event["channel"]), str(event["thread_ts"]), str(event["ts"])
-            )
-        msg = to_incoming(body, self.bot_user_id, prior)
-        if msg is not None:
-            await self._answer(msg, str(event["ts"]), body.get("event_id"), recipient_team(body))
+        # Asked before accepting: accepting joins the thread, and then it counts as seen.
+        read_context = needs_prior_context(body, self.core.consultant.knows_thread)
+        await self._take_in(body, read_context)
 
     async def _on_message(self, body: dict[str, Any]) -> None:
         if not should_answer_message(body, self.bot_user_id, self.core.consultant.knows_thread):
             return
-        msg = to_incoming(body, self.bot_user_id)
-        if msg is not None:
-            await self._answer(
-                msg, str(body["event"]["ts"]), body.get("event_id"), recipient_team(body)
-            )
+        await self._take_in(body, read_context=False)
+
+    async def _on_other_event(self, body: dict[str, Any]) -> None:
+        log.debug("slack: acknowledged %s (not acted on)", (body.get("event") or {}).get("type"))
 
     async def _on_slash_command(
         self,
@@ -291,10 +294,48 @@ class SlackAdapter:
 
     # the work ------------------------------------------------------------------------------------
 
-    async def _read_thread(
-        self, channel: str, thread_ts: str, before_ts: str
-    ) -> tuple[ContextMessage, ...]:
-        """Read a thread's earlier messages once (`conversations.replies`); empty when not allowed."""
+    async def _take_in(self, body: dict[str, Any], read_context: bool) -> None:
+        """Accept a message before any await, name its people, then answer it in arrival order."""
+        event = body["event"]
+        msg = to_incoming(body, self.bot_user_id)
+        if msg is None or not (msg.has_content or msg.mentioned):
+            return  # nothing to read (an empty share): no indicator, no model call
+        if msg.event_id in self._seen:
+            log.info(
+                "slack: %s (event %s) already taken in; ignoring the redelivery",
+                msg.event_id,
+                body.get("event_id"),
+            )
+            return
+        self._remember(msg.event_id)
+        self.core.consultant.accept(msg)  # joined now: a follow-up a moment later is answered
+        place = self._arrivals.arrive(msg.thread_key)
+        self._active += 1
+        self._idle.clear()
+        try:
+            earlier: list[dict[str, Any]] = []
+            if read_context:
+                earlier = await self._read_thread(str(event["channel"]), str(event["thread_ts"]))
+            names = await self.people.names(
+                msg.workspace, people_to_name(body, self.bot_user_id, earlier)
+            )
+            prior = context_from_replies(earlier, str(event["ts"]), self.bot_user_id, names)
+            msg = to_incoming(body, self.bot_user_id, prior, names) or msg
+            await place.turn()
+            await self._answer(
+                msg, str(event["ts"]), body.get("event_id"), recipient_team(body), place
+            )
+        except Exception:
+            self._seen.pop(msg.event_id, None)
+            log.exception("slack: taking in %s failed", msg.event_id)
+        finally:
+            place.leave()
+            self._active -= 1
+            if self._active == 0:
+                self._idle.set()
+
+    async def _read_thread(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
+        """Read a thread's messages once (`conversations.replies`); empty when not allowed."""
         try:
             response = await self.client.conversations_replies(
                 channel=channel, ts=thread_ts, limit=CONTEXT_LIMIT
@@ -306,24 +347,14 @@ class SlackAdapter:
                 thread_ts,
                 describe(exc),
             )
-            return ()
+            return []
         messages = response.get("messages") or []
-        return context_from_replies(messages, before_ts, self.bot_user_id)
+        return [m for m in messages if isinstance(m, dict)]
 
     async def _answer(
-        self, msg: IncomingMessage, message_ts: str, event_id: object, team: str = ""
+        self, msg: IncomingMessage, message_ts: str, event_id: object, team: str, place: Place
     ) -> None:
         """Run one turn with a thinking indicator; stream the reply where possible, else post it."""
-        if msg.event_id in self._seen:
-            log.info(
-                "slack: %s (event %s) already taken in; ignoring the redelivery",
-                msg.event_id,
-                event_id,
-            )
-            return
-        self._remember(msg.event_id)
-        self._active += 1
-        self._idle.clear()
         thread_ts = reply_thread_ts(msg.channel, msg.thread)
         how, indicator_on, posted = "", False, False
 
@@ -348,6 +379,8 @@ class SlackAdapter:
         try:
             how = await self.thinking.start(msg.channel, thread_ts, message_ts, msg.is_dm)
             indicator_on = True
+            # The core stores the turn before its first await, so the next message may go now.
+            place.leave()
             reply = await self.core.consultant.handle(
                 msg, on_text=streamed.feed if streamed is not None else None
             )
@@ -362,9 +395,6 @@ class SlackAdapter:
                 await streamed.close()
             if indicator_on:
                 await self.thinking.stop(how, msg.channel, thread_ts, message_ts, posted)
-            self._active -= 1
-            if self._active == 0:
-                self._idle.set()
 
     async def _deliver(
         self, msg: IncomingMessage, reply: Reply, streamed: StreamedReply | None = None

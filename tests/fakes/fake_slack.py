@@ -10,6 +10,9 @@ returns what a person sees in a thread. `stream_error` makes chat.startStream
 fail (e.g. "unknown_method", a workspace without streaming). Response URLs of
 slash commands (`/commands/...`) are recorded too. `send_socket_event` pushes
 an Events API envelope to connected Socket Mode clients and records their acks.
+`users.info` answers from `users` like Slack does: it needs a bot or user token
+and the `users:read` scope (take it out of `scopes` to see `missing_scope`).
+`delays` makes a method answer late, as a busy Slack does (seconds per method).
 
 Serve it with `tests.fakes.fake_anthropic.ServerThread(FakeSlack().app())` (set `.url` to the
 server's URL), or run `python -m tests.fakes.fake_slack --port 8766`.
@@ -45,6 +48,47 @@ class SlackCall:
     ok: bool = True  # the API's "ok" field
     at: float = 0.0
 
+
+def person(user_id: str, handle: str, display: str, real: str = "") -> dict[str, Any]:
+    """A `user` object as users.info returns it (the fields archbot reads, and a few more)."""
+    return {
+        "id": user_id,
+        "team_id": TEAM_ID,
+        "name": handle,
+        "deleted": False,
+        "real_name": real or display,
+        "is_bot": False,
+        "profile": {
+            "display_name": display,
+            "display_name_normalized": display,
+            "real_name": real or display,
+            "real_name_normalized": real or display,
+        },
+    }
+
+
+def default_users() -> dict[str, dict[str, Any]]:
+    """The people of the recorded payloads (Carol has only a real name, as many do)."""
+    return {
+        "U0ALICE01": person("U0ALICE01", "alice", "Alice", "Alice Liddell"),
+        "U0BOB0002": person("U0BOB0002", "bob", "Bob", "Bob Builder"),
+        "W0CAROL03": person("W0CAROL03", "carol", "", "Carol Danvers"),
+    }
+
+
+DEFAULT_SCOPES = frozenset(
+    {
+        "app_mentions:read",
+        "channels:history",
+        "groups:history",
+        "im:history",
+        "chat:write",
+        "reactions:write",
+        "commands",
+        "assistant:write",
+        "users:read",
+    }
+)
 
 # Slack's limit on `markdown_text`, per call and for a whole (streamed) message.
 MARKDOWN_LIMIT = 12_000
@@ -92,6 +136,9 @@ class FakeSlack:
     socket_acks: list[dict[str, Any]] = field(default_factory=list)
     # (channel, thread_ts) -> messages returned by conversations.replies
     threads: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
+    users: dict[str, dict[str, Any]] = field(default_factory=default_users)  # for users.info
+    scopes: set[str] = field(default_factory=lambda: set(DEFAULT_SCOPES))  # the bot token's
+    delays: dict[str, float] = field(default_factory=dict)  # method -> seconds before answering
     _failures: dict[str, deque[tuple[int, dict[str, Any], dict[str, str]]]] = field(
         default_factory=dict
     )
@@ -217,11 +264,18 @@ class FakeSlack:
             queue = self._failures.get(method)
             failure = queue.popleft() if queue else None
             self.calls.append(call)
+            delay = self.delays.get(method, 0.0)
+        if delay:
+            await asyncio.sleep(delay)
         if failure is not None:
             status, body, headers = failure
             call.status, call.ok = status, False
             return web.json_response(body, status=status, headers=headers)
-        body = self._answer(method, args)
+        body = (
+            self._users_info(args, request.headers.get("Authorization", ""))
+            if method == "users.info"
+            else self._answer(method, args)
+        )
         call.ok = bool(body.get("ok"))
         return web.json_response(body)
 
@@ -287,6 +341,28 @@ class FakeSlack:
         if method == "apps.connections.open":
             return {"ok": True, "url": self.url.replace("http://", "ws://") + "/socket"}
         return {"ok": False, "error": "unknown_method"}
+
+    def _users_info(self, args: dict[str, Any], authorization: str) -> dict[str, Any]:
+        """users.info with Slack's checks: a token, the users:read scope, a known user."""
+        token = authorization.removeprefix("Bearer ").strip() or str(args.get("token") or "")
+        if not token:
+            return {"ok": False, "error": "not_authed"}
+        if not token.startswith(("xoxb-", "xoxp-")):
+            return {"ok": False, "error": "invalid_auth"}
+        if "users:read" not in self.scopes:
+            return {
+                "ok": False,
+                "error": "missing_scope",
+                "needed": "users:read",
+                "provided": ",".join(sorted(self.scopes)),
+            }
+        user_id = str(args.get("user") or "")
+        if not user_id:
+            return {"ok": False, "error": "invalid_arguments"}
+        user = self.users.get(user_id)
+        if user is None:
+            return {"ok": False, "error": "user_not_found"}
+        return {"ok": True, "user": user}
 
     def _stream(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         """chat.startStream / appendStream / stopStream, with Slack's argument rules and limits."""
