@@ -549,7 +549,7 @@ async def test_follow_ups_typed_at_once_are_answered_in_order(
     bot: Running, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The bot joins the thread when it accepts the mention, before the thread exists."""
-    caplog.set_level(logging.DEBUG, logger="adapters.discord.client")
+    caplog.set_level(logging.DEBUG, logger="bot.arrivals")
     fake, model = bot.discord, bot.model
     for answer in ("Answer one.", "Answer two.", "Answer three."):
         model.reply_text(answer)
@@ -615,7 +615,7 @@ async def test_follow_up_waits_while_a_foreign_threads_history_is_read(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Mentioned in a thread it has not seen: the next message is answered after the mention."""
-    caplog.set_level(logging.DEBUG, logger="adapters.discord.client")
+    caplog.set_level(logging.DEBUG, logger="bot.arrivals")
     fake, model = fake_discord, fake_anthropic
     bob = user_payload("1100000000000000051", "bob")
     thread = fake.add_thread(fake.channel_id, "latency", bob["id"])["id"]
@@ -696,7 +696,7 @@ async def test_a_failed_message_does_not_hold_up_the_next_one_in_its_thread(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="adapters.discord.client")
+    caplog.set_level(logging.DEBUG, logger="bot.arrivals")
     fake, model = fake_discord, fake_anthropic
     consultant = adapter.core.consultant
     handle = consultant.handle

@@ -29,6 +29,7 @@ from adapters.discord.translate import (
     where_of,
 )
 from bot.app import Core
+from bot.arrivals import ArrivalOrder, Place
 from bot.commands import is_command
 from bot.events import ContextMessage, IncomingMessage
 from bot.formatting import split_markdown
@@ -44,34 +45,6 @@ GUILD_READY_TIMEOUT = 0.25
 THREAD_EXISTS = 160004  # "A thread has already been created for this message"
 NOT_ALLOWED = "You can't use archbot here (see [access] in the bot's config)."
 RAW_KEPT = 256  # raw payloads waiting for on_message; it takes each within a loop turn or two
-
-
-class _Turn:
-    """A message's place in its thread's line until the core has stored it.
-
-    Reading a thread's history or opening a thread awaits before the core sees
-    the message; a follow-up must not overtake it meanwhile. Once the core has
-    stored a message it keeps the thread's order itself, so the line is released
-    then (a message waiting here is not yet stored: keep that window short).
-    """
-
-    def __init__(self, key: str, earlier: _Turn | None, line: dict[str, _Turn]) -> None:
-        self.key = key
-        self.earlier = earlier
-        self.line = line
-        self.finished = asyncio.Event()
-
-    async def wait_for_earlier(self) -> None:
-        """Return once the message before this one in the same thread is in the core's hands."""
-        if self.earlier is not None:
-            await self.earlier.finished.wait()
-            self.earlier = None  # let it be collected
-
-    def done(self) -> None:
-        """Let the next message of the thread go (also when this one failed)."""
-        self.finished.set()
-        if self.line.get(self.key) is self:
-            del self.line[self.key]
 
 
 class ArchbotClient(discord.Client):
@@ -96,7 +69,7 @@ class ArchbotClient(discord.Client):
         # Raw MESSAGE_CREATE payloads until on_message takes them: discord.py drops
         # `author.system` when it rebuilds a guild Member, and the raw payload has it.
         self._raw_messages: OrderedDict[str, Mapping[str, Any]] = OrderedDict()
-        self._last_turn: dict[str, _Turn] = {}
+        self._arrivals = ArrivalOrder()
         parsers = self._connection.parsers
         parsers["MESSAGE_CREATE"] = self._keeping_raw(parsers["MESSAGE_CREATE"])
         skip_unparsable(parsers)
@@ -187,40 +160,32 @@ class ArchbotClient(discord.Client):
             # Join now, before any await: a thread opened on this message has the message's
             # id, so follow-ups typed while it opens (or while context is read) carry this key.
             consultant.accept(msg)
-        turn = self._queue_turn(msg.thread_key)
+        place = self._arrivals.arrive(msg.thread_key)
         try:
             if read_context:
                 assert isinstance(channel, discord.Thread)
                 msg = replace(msg, prior_context=await self._thread_context(channel, message))
             if open_thread:
                 target = await self._open_thread(message, msg.text)
-            await self.answer(target, msg, turn)
+            await self.answer(target, msg, place)
         finally:
-            turn.done()
-
-    def _queue_turn(self, thread_key: str) -> _Turn:
-        """This message's place in its thread's line: the core sees messages in arrival order."""
-        turn = _Turn(thread_key, self._last_turn.get(thread_key), self._last_turn)
-        if turn.earlier is not None:
-            log.debug("discord: a message in %s waits for the one before it", thread_key)
-        self._last_turn[thread_key] = turn
-        return turn
+            place.leave()
 
     async def answer(
-        self, target: Sendable, msg: IncomingMessage, turn: _Turn | None = None
+        self, target: Sendable, msg: IncomingMessage, place: Place | None = None
     ) -> None:
         """One turn with the typing indicator on; the reply is posted in parts.
 
-        With `turn`, the core gets the message only once the thread's earlier
+        With `place`, the core gets the message only once the thread's earlier
         message is stored in the core; the indicator already shows while it waits.
         """
         consultant = self.core.consultant
         async with target.typing():
-            if turn is not None:
-                await turn.wait_for_earlier()
+            if place is not None:
+                await place.turn()
             # The next message of the thread may go once this one is stored and queued in
             # the core (which keeps the order from there), not only once it is answered.
-            reply = await consultant.handle(msg, on_queued=turn.done if turn else None)
+            reply = await consultant.handle(msg, on_queued=place.leave if place else None)
             if reply is None:
                 return
             try:

@@ -27,7 +27,6 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from adapters.slack.arrivals import ArrivalOrder, Place
 from adapters.slack.client import CALL_ERRORS, auth_status, configure_client, describe, secret
 from adapters.slack.gate import Installation, WorkspaceGate
 from adapters.slack.http import request_problem
@@ -51,6 +50,7 @@ from adapters.slack.translate import (
     to_incoming,
 )
 from bot.app import Core
+from bot.arrivals import ArrivalOrder, Place
 from bot.errors import ArchbotError
 from bot.events import IncomingMessage, Reply
 
@@ -379,10 +379,10 @@ class SlackAdapter:
         try:
             how = await self.thinking.start(msg.channel, thread_ts, message_ts, msg.is_dm)
             indicator_on = True
-            # The core stores the turn before its first await, so the next message may go now.
-            place.leave()
             reply = await self.core.consultant.handle(
-                msg, on_text=streamed.feed if streamed is not None else None
+                msg,
+                on_text=streamed.feed if streamed is not None else None,
+                on_queued=place.leave,  # stored: the thread's next message may go
             )
             if reply is not None:
                 posted = await self._deliver(msg, reply, streamed)

@@ -1,4 +1,4 @@
-"""A thread's messages reach the core in the order they arrived (adapters.slack.arrivals),
+"""A thread's messages reach the core in the order they arrived (bot.arrivals),
 however long each one waited on Slack first."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from adapters.slack.arrivals import ArrivalOrder
+from bot.arrivals import ArrivalOrder
 
 
 async def test_a_slow_first_message_is_handed_over_before_the_quick_ones_behind_it() -> None:

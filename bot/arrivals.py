@@ -1,8 +1,12 @@
 """ArrivalOrder: a thread's messages reach the core in the order they arrived.
 
-Before its turn a message may await Slack (earlier thread messages, people's
-names) for longer than a follow-up that needs nothing; the follow-up waits for
-it to hand over, so turns are stored, and answered, in arrival order.
+Before its turn a message may await its platform (a thread's earlier messages,
+people's names, opening a thread) for longer than a follow-up that needs
+nothing; the follow-up waits for it to hand over, so turns are stored, and
+answered, in arrival order. A message hands over the moment the core has stored
+it (`Consultant.handle(on_queued=place.leave)`): from there the core keeps the
+thread's order, and a message waiting here is not yet stored, so the wait must
+stay short. Every adapter uses this one line.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ class Place:
         try:
             await asyncio.wait_for(self._before.wait(), self._order.handover_seconds)
         except TimeoutError:
-            log.warning("slack: an earlier message in %s is still not handed over", self._key)
+            log.warning("an earlier message in %s is still not handed over", self._key)
 
     def leave(self) -> None:
         """Hand over (or give up): the next message in the thread may go. Idempotent."""
@@ -50,7 +54,10 @@ class ArrivalOrder:
 
     def arrive(self, key: str) -> Place:
         """Take the next place in `key`'s line."""
-        place = Place(self, key, self._last.get(key))
+        before = self._last.get(key)
+        if before is not None:
+            log.debug("a message in %s waits for the one before it", key)
+        place = Place(self, key, before)
         self._last[key] = place.handed_over
         return place
 
