@@ -397,6 +397,8 @@ class WebFetcher:
             if size >= self.max_bytes:
                 truncated = True
                 break
+            # Buffered chunks come without a pause; 2 MB of them would hold the loop for ms.
+            await asyncio.sleep(0)
         raw = b"".join(chunks)[: self.max_bytes]
         try:
             encoding = text_encoding(response.charset_encoding)
