@@ -313,7 +313,7 @@ async def test_https_to_a_pinned_address_still_verifies_the_host_name(
 
 
 def child_processes() -> list[str]:
-    """Every child of this process still in the process table (zombies too), as 'pid state'."""
+    """This process's converter workers and zombie children, as 'pid state'."""
     me = os.getpid()
     found = []
     for entry in Path("/proc").iterdir():
@@ -321,10 +321,12 @@ def child_processes() -> list[str]:
             continue
         try:
             stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue  # exited while we looked
         state, ppid = stat.rsplit(")", 1)[1].split()[:2]
-        if int(ppid) == me:
+        # A zombie has no command line left, so any zombie child counts.
+        if int(ppid) == me and (state == "Z" or b"bot.web_worker" in cmdline):
             found.append(f"{entry.name} {state}")
     return found
 
