@@ -11,8 +11,8 @@ changes between check and connect (rebinding) cannot slip through.
 
 Nothing derived from a page's body is computed on the event loop: decoding and
 HTML-to-Markdown conversion run in a `bot.web_worker` child process started
-per page (lazily, a few at a time), with an address-space budget it sets on
-itself and a wall-clock budget after which it is killed. A page that exceeds
+per page (lazily, a few at a time, from a thread), with an address-space budget
+it sets on itself and a wall-clock budget after which it is killed. A page that exceeds
 either, or nests its elements deeper than any real page, is a tool error.
 """
 
@@ -20,13 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import contextlib
 import ipaddress
 import logging
 import os
 import signal
 import socket
+import subprocess
 import sys
+import threading
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
@@ -117,8 +121,24 @@ def text_encoding(label: str | None) -> str:
     return info.name
 
 
+@dataclass(slots=True, eq=False)  # compared and hashed by identity, kept in a set
+class _Job:
+    """One conversion: its worker's command line and input, and the worker once it exists."""
+
+    command: list[str]
+    raw: bytes
+    proc: subprocess.Popen[bytes] | None = None
+    stopped: bool = False  # cancelled or shut down: the worker is killed as soon as it exists
+    timed_out: bool = False
+
+
 class TextConverter:
-    """Turns fetched bodies into text in `bot.web_worker` processes with time and memory budgets."""
+    """Turns fetched bodies into text in `bot.web_worker` processes with time and memory budgets.
+
+    Each worker is started, fed and reaped from a thread of a small pool: fork/exec holds the
+    calling thread until the child has exec'd, which on a busy machine is tens of ms that the
+    event loop must not wait. The loop only awaits the result, and kills workers on shutdown.
+    """
 
     def __init__(
         self,
@@ -131,9 +151,11 @@ class TextConverter:
         self.timeout = timeout
         self.memory = memory
         self.max_depth = max_depth
+        self.concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency)
-        self._running: set[asyncio.subprocess.Process] = set()
-        self._active = 0  # conversions holding a slot, their worker started or starting
+        self._threads: ThreadPoolExecutor | None = None  # started with the first conversion
+        self._lock = threading.Lock()  # job.proc and job.stopped, shared with the pool's threads
+        self._jobs: set[_Job] = set()
         self._idle = asyncio.Event()
         self._idle.set()
         self._closed = False
@@ -142,68 +164,66 @@ class TextConverter:
         self, raw: bytes, *, html: bool, encoding: str, max_chars: int, source: str
     ) -> str:
         """The text of `raw` (Markdown for HTML), at most max_chars + 1 characters; ToolError else."""
-        args = [
-            str(self.memory),
-            str(max(1, round(self.timeout + 1))),
-            "html" if html else "text",
-            encoding,
-            str(max_chars),
-            str(self.max_depth),
-        ]
+        # -P: the current directory is not put on sys.path, so nothing there shadows a module.
+        command = [sys.executable, "-P", "-m", "bot.web_worker"]
+        command += [str(self.memory), str(max(1, round(self.timeout + 1)))]
+        command += ["html" if html else "text", encoding, str(max_chars), str(self.max_depth)]
+        job = _Job(command, raw)
         async with self._slots:
             if self._closed:
                 raise ToolError(SHUTTING_DOWN)
-            self._active += 1
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(self.concurrency, "fetch-convert")
+            self._jobs.add(job)
             self._idle.clear()
+            work = asyncio.get_running_loop().run_in_executor(self._threads, self._work, job)
             try:
-                code, out, err = await self._run(raw, args, source)
+                code, out, err = await asyncio.shield(work)
+            except OSError as exc:
+                raise ToolError(f"the page converter could not start: {exc}") from None
             finally:
-                self._active -= 1
-                if not self._active:
+                if not work.done():  # cancelled: kill the worker, and still see it reaped
+                    self._stop(job)
+                    await asyncio.wait([work])
+                self._jobs.discard(job)
+                if not self._jobs:
                     self._idle.set()
         if self._closed:
             raise ToolError(SHUTTING_DOWN)
+        if job.timed_out:
+            raise ToolError(
+                f"converting {source} to text took longer than {self.timeout:g} s; "
+                "the page was not read."
+            )
         return self._verdict(code, out, err, encoding, source)
 
-    async def _run(self, raw: bytes, args: list[str], source: str) -> tuple[int, bytes, bytes]:
-        """One worker process: feed it, wait at most `timeout`, and always reap it."""
+    def _work(self, job: _Job) -> tuple[int, bytes, bytes]:
+        """In a pool thread: start the worker, feed it, kill it at the deadline, reap it."""
         env = {k: os.environ[k] for k in WORKER_ENV_KEYS if k in os.environ}
+        pipe = subprocess.PIPE
+        proc = subprocess.Popen(job.command, stdin=pipe, stdout=pipe, stderr=pipe, env=env)
+        with self._lock:
+            job.proc = proc
+            stopped = job.stopped
+        if stopped:
+            proc.kill()
         try:
-            # -P: the current directory is not put on sys.path, so nothing there shadows a module.
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-P",
-                "-m",
-                "bot.web_worker",
-                *args,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=env,
-            )
-        except OSError as exc:
-            raise ToolError(f"the page converter could not start: {exc}") from None
-        self._running.add(proc)
-        try:
-            if self._closed:  # aclose() ran while this worker was starting
-                proc.kill()
-            try:
-                async with asyncio.timeout(self.timeout):
-                    out, err = await proc.communicate(raw)
-            except TimeoutError:
-                raise ToolError(
-                    f"converting {source} to text took longer than {self.timeout:g} s; "
-                    "the page was not read."
-                ) from None
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-            try:
-                # Reaped even when the fetch is cancelled: no zombie is left behind.
-                code = await asyncio.shield(proc.wait())
-            finally:
-                self._running.discard(proc)
-        return code, out, err
+            out, err = proc.communicate(job.raw, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            job.timed_out = True
+            proc.kill()
+            if proc.stdin is not None:  # the second communicate() leaves an unfinished stdin open
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
+            out, err = proc.communicate()  # reaps it: no zombie is left behind
+        return proc.returncode, out, err
+
+    def _stop(self, job: _Job) -> None:
+        with self._lock:
+            job.stopped = True
+            proc = job.proc
+        if proc is not None:
+            proc.kill()  # a no-op once it has been reaped
 
     def _verdict(self, code: int, out: bytes, err: bytes, encoding: str, source: str) -> str:
         if code == EXIT_OK:
@@ -233,11 +253,11 @@ class TextConverter:
     async def aclose(self) -> None:
         """Kill every conversion still running and wait until each worker is reaped."""
         self._closed = True
-        for proc in list(self._running):
-            if proc.returncode is None:
-                proc.kill()
-        # A worker still starting sees _closed and kills itself; each ends within `timeout`.
-        await self._idle.wait()
+        for job in list(self._jobs):
+            self._stop(job)
+        await self._idle.wait()  # each worker, killed, is reaped by its thread at once
+        if self._threads is not None:
+            self._threads.shutdown(wait=False)
 
 
 class WebFetcher:
