@@ -8,22 +8,36 @@ followed by hand). The connection goes to the very address that was checked,
 with the original Host header and TLS server name, so a DNS answer that
 changes between check and connect (rebinding) cannot slip through.
 `[fetch] allow_private_addresses = true` turns the guard off.
+
+Nothing derived from a page's body is computed on the event loop: decoding and
+HTML-to-Markdown conversion run in a `bot.web_worker` child process started
+per page (lazily, a few at a time, from a thread), with an address-space budget
+it sets on itself and a wall-clock budget after which it is killed. A page that exceeds
+either, or nests its elements deeper than any real page, is a tool error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
+import contextlib
 import ipaddress
 import logging
+import os
+import signal
 import socket
+import subprocess
+import sys
+import threading
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import html2text
 import httpx
 
 from bot.errors import AccessDenied, ToolError
 from bot.settings import FetchSettings
+from bot.web_worker import EXIT_CHARSET, EXIT_DEPTH, EXIT_MEMORY, EXIT_OK
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +49,14 @@ REQUEST_TIMEOUT = 10.0
 USER_AGENT = "archbot-fetch/1.0 (+https://github.com/archbot)"
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/xhtml+xml")
 HTML_TYPES = ("text/html", "application/xhtml+xml")
+REDIRECT_CODES = (301, 302, 303, 307, 308)
+CONVERT_TIMEOUT = 5.0  # wall-clock seconds for decoding + conversion in the worker
+CONVERT_MEMORY = 512 * 1024 * 1024  # the worker's address space (RLIMIT_AS), in bytes
+MAX_DEPTH = 512  # element nesting; Chromium's HTML parser stops nesting at 512 too
+MAX_CONVERSIONS = 2  # workers at once: the machine's cores, not the loop, do this work
+SHUTTING_DOWN = "fetch_url stopped: archbot is shutting down."
+# The worker gets no secrets: only what a Python interpreter needs to find its packages.
+WORKER_ENV_KEYS = ("PATH", "PYTHONPATH", "LD_LIBRARY_PATH")
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -85,14 +107,157 @@ async def system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def html_to_text(html: str) -> str:
-    """Readable Markdown-ish text from HTML (links kept, images dropped)."""
-    converter = html2text.HTML2Text()
-    converter.ignore_images = True
-    converter.ignore_emphasis = False
-    converter.body_width = 0
-    converter.unicode_snob = True
-    return converter.handle(html).strip()
+def text_encoding(label: str | None) -> str:
+    """The codec name for a declared charset (UTF-8 when none); ToolError for unusable labels."""
+    if not label:
+        return "utf-8"
+    try:
+        info = codecs.lookup(label)
+    except (LookupError, ValueError):
+        info = None
+    # Binary codecs (base64, zlib, rot13) are not text encodings even though they look up.
+    if info is None or not getattr(info, "_is_text_encoding", True):
+        raise ToolError(f"the page declares charset {label[:60]!r}, which is not a text encoding.")
+    return info.name
+
+
+@dataclass(slots=True, eq=False)  # compared and hashed by identity, kept in a set
+class _Job:
+    """One conversion: its worker's command line and input, and the worker once it exists."""
+
+    command: list[str]
+    raw: bytes
+    proc: subprocess.Popen[bytes] | None = None
+    stopped: bool = False  # cancelled or shut down: the worker is killed as soon as it exists
+    timed_out: bool = False
+
+
+class TextConverter:
+    """Turns fetched bodies into text in `bot.web_worker` processes with time and memory budgets.
+
+    Each worker is started, fed and reaped from a thread of a small pool: fork/exec holds the
+    calling thread until the child has exec'd, which on a busy machine is tens of ms that the
+    event loop must not wait. The loop only awaits the result, and kills workers on shutdown.
+    """
+
+    def __init__(
+        self,
+        *,
+        timeout: float = CONVERT_TIMEOUT,
+        memory: int = CONVERT_MEMORY,
+        max_depth: int = MAX_DEPTH,
+        concurrency: int = MAX_CONVERSIONS,
+    ) -> None:
+        self.timeout = timeout
+        self.memory = memory
+        self.max_depth = max_depth
+        self.concurrency = concurrency
+        self._slots = asyncio.Semaphore(concurrency)
+        self._threads: ThreadPoolExecutor | None = None  # started with the first conversion
+        self._lock = threading.Lock()  # job.proc and job.stopped, shared with the pool's threads
+        self._jobs: set[_Job] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closed = False
+
+    async def convert(
+        self, raw: bytes, *, html: bool, encoding: str, max_chars: int, source: str
+    ) -> str:
+        """The text of `raw` (Markdown for HTML), at most max_chars + 1 characters; ToolError else."""
+        # -P: the current directory is not put on sys.path, so nothing there shadows a module.
+        command = [sys.executable, "-P", "-m", "bot.web_worker"]
+        command += [str(self.memory), str(max(1, round(self.timeout + 1)))]
+        command += ["html" if html else "text", encoding, str(max_chars), str(self.max_depth)]
+        job = _Job(command, raw)
+        async with self._slots:
+            if self._closed:
+                raise ToolError(SHUTTING_DOWN)
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(self.concurrency, "fetch-convert")
+            self._jobs.add(job)
+            self._idle.clear()
+            work = asyncio.get_running_loop().run_in_executor(self._threads, self._work, job)
+            try:
+                code, out, err = await asyncio.shield(work)
+            except OSError as exc:
+                raise ToolError(f"the page converter could not start: {exc}") from None
+            finally:
+                if not work.done():  # cancelled: kill the worker, and still see it reaped
+                    self._stop(job)
+                    await asyncio.wait([work])
+                self._jobs.discard(job)
+                if not self._jobs:
+                    self._idle.set()
+        if self._closed:
+            raise ToolError(SHUTTING_DOWN)
+        if job.timed_out:
+            raise ToolError(
+                f"converting {source} to text took longer than {self.timeout:g} s; "
+                "the page was not read."
+            )
+        return self._verdict(code, out, err, encoding, source)
+
+    def _work(self, job: _Job) -> tuple[int, bytes, bytes]:
+        """In a pool thread: start the worker, feed it, kill it at the deadline, reap it."""
+        env = {k: os.environ[k] for k in WORKER_ENV_KEYS if k in os.environ}
+        pipe = subprocess.PIPE
+        proc = subprocess.Popen(job.command, stdin=pipe, stdout=pipe, stderr=pipe, env=env)
+        with self._lock:
+            job.proc = proc
+            stopped = job.stopped
+        if stopped:
+            proc.kill()
+        try:
+            out, err = proc.communicate(job.raw, timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            job.timed_out = True
+            proc.kill()
+            if proc.stdin is not None:  # the second communicate() leaves an unfinished stdin open
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
+            out, err = proc.communicate()  # reaps it: no zombie is left behind
+        return proc.returncode, out, err
+
+    def _stop(self, job: _Job) -> None:
+        with self._lock:
+            job.stopped = True
+            proc = job.proc
+        if proc is not None:
+            proc.kill()  # a no-op once it has been reaped
+
+    def _verdict(self, code: int, out: bytes, err: bytes, encoding: str, source: str) -> str:
+        if code == EXIT_OK:
+            return out.decode("utf-8", errors="replace")
+        if code == EXIT_CHARSET:
+            raise ToolError(f"{source} cannot be decoded as its declared charset {encoding!r}.")
+        if code == EXIT_DEPTH:
+            raise ToolError(
+                f"{source} nests its HTML elements more than {self.max_depth} levels deep; "
+                "a page like that is not read."
+            )
+        if code == -signal.SIGXCPU:
+            raise ToolError(
+                f"converting {source} to text used more than {self.timeout:g} s of CPU; "
+                "the page was not read."
+            )
+        # A Python MemoryError exits EXIT_MEMORY; the Rust converter aborts when an allocation fails.
+        if code in (EXIT_MEMORY, -signal.SIGABRT, -signal.SIGSEGV, -signal.SIGBUS):
+            raise ToolError(
+                f"converting {source} to text needed more than {self.memory // 2**20} MB; "
+                "the page was not read."
+            )
+        last = err.decode("utf-8", errors="replace").strip().splitlines()[-1:] or [""]
+        log.warning("fetch_url: the converter exited with %s: %s", code, last[0][:200])
+        raise ToolError(f"converting {source} to text failed (the converter exited with {code}).")
+
+    async def aclose(self) -> None:
+        """Kill every conversion still running and wait until each worker is reaped."""
+        self._closed = True
+        for job in list(self._jobs):
+            self._stop(job)
+        await self._idle.wait()  # each worker, killed, is reaped by its thread at once
+        if self._threads is not None:
+            self._threads.shutdown(wait=False)
 
 
 class WebFetcher:
@@ -107,8 +272,10 @@ class WebFetcher:
         total_timeout: float = TOTAL_TIMEOUT,
         max_bytes: int = MAX_BYTES,
         max_chars: int = MAX_CHARS,
+        converter: TextConverter | None = None,
     ) -> None:
         self.settings = settings
+        self.converter = converter or TextConverter()
         self.resolver = resolver or system_resolver
         self.total_timeout = total_timeout
         self.max_bytes = max_bytes
@@ -127,7 +294,8 @@ class WebFetcher:
         )
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool and stop any conversion still running."""
+        await self.converter.aclose()
         await self._client.aclose()
 
     async def fetch(self, url: str) -> FetchedPage:
@@ -139,6 +307,11 @@ class WebFetcher:
             raise ToolError(f"{url} did not answer within {self.total_timeout:.0f} s.") from None
         except httpx.HTTPError as exc:
             raise ToolError(f"fetching {url} failed: {type(exc).__name__}: {exc}") from None
+        except httpx.InvalidURL as exc:
+            # httpx builds the next request of every redirect, even unfollowed, from Location.
+            raise ToolError(
+                f"fetching {url} failed: it redirects to an invalid URL ({exc})."
+            ) from None
         finally:
             self._client.cookies.clear()
 
@@ -148,15 +321,29 @@ class WebFetcher:
             request = await self._pinned_request(current)
             response = await self._client.send(request, stream=True)
             try:
-                if response.is_redirect and "location" in response.headers:
-                    target = current.join(response.headers["location"])
+                if response.status_code in REDIRECT_CODES:
+                    target = self._redirect_target(current, response)
                     log.info("fetch_url: %s redirects to %s", current, target)
-                    current = self._parse(str(target))
+                    current = self._parse(target)
                     continue
                 return await self._read(current, response)
             finally:
                 await response.aclose()
         raise ToolError(f"{url} redirected more than {MAX_REDIRECTS} times.")
+
+    def _redirect_target(self, current: httpx.URL, response: httpx.Response) -> str:
+        """The absolute URL a redirect points to; ToolError when Location is missing or garbage."""
+        location = response.headers.get("location", "").strip()
+        if not location:
+            raise ToolError(
+                f"{current} answered HTTP {response.status_code} without a Location to follow."
+            )
+        try:
+            return str(current.join(location))
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise ToolError(
+                f"{current} redirects to {location[:200]!r}, which is not a valid URL ({exc})."
+            ) from None
 
     def _parse(self, url: str) -> httpx.URL:
         try:
@@ -171,6 +358,8 @@ class WebFetcher:
             raise ToolError(f"{url!r} has no host.")
         if parsed.userinfo:
             raise AccessDenied("URLs with credentials in them are not fetched.")
+        if parsed.port is not None and not 0 < parsed.port < 65536:
+            raise ToolError(f"{url[:200]!r} has no valid port ({parsed.port}).")
         return parsed
 
     async def _pinned_request(self, url: httpx.URL) -> httpx.Request:
@@ -228,13 +417,20 @@ class WebFetcher:
             if size >= self.max_bytes:
                 truncated = True
                 break
+            # Buffered chunks come without a pause; 2 MB of them would hold the loop for ms.
+            await asyncio.sleep(0)
         raw = b"".join(chunks)[: self.max_bytes]
-        encoding = response.charset_encoding or "utf-8"
         try:
-            body = raw.decode(encoding, errors="replace")
-        except LookupError:
-            body = raw.decode("utf-8", errors="replace")
-        text = html_to_text(body) if content_type in HTML_TYPES or not content_type else body
+            encoding = text_encoding(response.charset_encoding)
+        except ToolError as exc:
+            raise ToolError(f"{url}: {exc}") from None
+        text = await self.converter.convert(
+            raw,
+            html=content_type in HTML_TYPES or not content_type,
+            encoding=encoding,
+            max_chars=self.max_chars,
+            source=str(url),
+        )
         if len(text) > self.max_chars:
             text = text[: self.max_chars]
             truncated = True

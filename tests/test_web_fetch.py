@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
+import signal
 import ssl
 import subprocess
+import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +21,9 @@ from bot.settings import FetchSettings, Secrets, Settings, StorageSettings
 from bot.store import Store
 from bot.tools import Services, ToolContext
 from bot.toolset import tools
-from bot.web import WebFetcher
+from bot.web import MAX_CHARS, TOTAL_TIMEOUT, TextConverter, WebFetcher
 from tests.chat_helpers import chat, tool_result
+from tests.conftest import eventually
 from tests.fakes.fake_anthropic import FakeAnthropic, ServerThread
 from tests.fakes.fake_web import FakeWeb, HostServerThread
 
@@ -300,3 +307,222 @@ async def test_https_to_a_pinned_address_still_verifies_the_host_name(
     finally:
         await fetcher.aclose()
     assert fake.hits == ["/plain"]
+
+
+# --- hostile pages: budgets, depth, charsets, Location (issue 8, item 2) ---
+
+
+def child_processes() -> list[str]:
+    """This process's converter workers and zombie children, as 'pid state'."""
+    me = os.getpid()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue  # exited while we looked
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        # A zombie has no command line left, so any zombie child counts.
+        if int(ppid) == me and (state == "Z" or b"bot.web_worker" in cmdline):
+            found.append(f"{entry.name} {state}")
+    return found
+
+
+def tool_context(tmp_path: Path, fetcher: WebFetcher) -> tuple[ToolContext, Store]:
+    store = Store.open(tmp_path / "a.db")
+    thread = store.ensure_thread(
+        "console/t",
+        platform="console",
+        workspace="local",
+        channel="console",
+        thread="t",
+        channel_key="console/local/console",
+    )
+    settings = Settings(storage=StorageSettings(path=str(tmp_path / "a.db")), fetch=OPEN)
+    ctx = ToolContext(
+        store=store,
+        settings=settings,
+        secrets=Secrets(),
+        thread=thread,
+        user="me",
+        services=Services(web=fetcher),
+    )
+    return ctx, store
+
+
+async def call_fetch_url(tmp_path: Path, url: str) -> tuple[str, bool]:
+    fetcher = WebFetcher(OPEN)
+    ctx, store = tool_context(tmp_path, fetcher)
+    try:
+        return await tools.call("fetch_url", {"url": url}, ctx)
+    finally:
+        await fetcher.aclose()
+        store.close()
+
+
+def no_traceback_logged(caplog: pytest.LogCaptureFixture) -> bool:
+    return all(r.exc_info is None and "Traceback" not in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("tag", "size"),
+    [
+        ("ul", 96_000),
+        ("ul", 128_000),
+        ("table", 128_000),
+        ("div", 128_000),
+        ("blockquote", 128_000),
+    ],
+)
+async def test_a_deeply_nested_page_is_a_tool_error_within_the_fetch_budget(
+    site: tuple[FakeWeb, str, str], tag: str, size: int
+) -> None:
+    _, url, _ = site
+    fetcher = WebFetcher(OPEN)
+    started = time.monotonic()
+    try:
+        with pytest.raises(ToolError, match="nests its HTML elements more than 512 levels deep"):
+            await fetcher.fetch(f"{url}/nested/{tag}/{size}")
+    finally:
+        await fetcher.aclose()
+    assert time.monotonic() - started < TOTAL_TIMEOUT / 2
+    assert child_processes() == []
+
+
+async def test_a_2mb_page_converts_and_is_capped(site: tuple[FakeWeb, str, str]) -> None:
+    _, url, _ = site
+    fetcher = WebFetcher(OPEN)
+    try:
+        page = await fetcher.fetch(f"{url}/big2m")
+    finally:
+        await fetcher.aclose()
+    assert page.truncated and len(page.text) == MAX_CHARS
+    assert page.text.startswith("# Tick store")
+    assert "**partitioned**" in page.text
+    assert "[the Arrow docs](https://arrow.apache.org/docs/)" in page.text
+    assert "- replay by day" in page.text
+    assert child_processes() == []
+
+
+async def test_two_concurrent_fetches_both_convert(site: tuple[FakeWeb, str, str]) -> None:
+    _, url, _ = site
+    fetcher = WebFetcher(OPEN)
+    try:
+        big, small = await asyncio.gather(
+            fetcher.fetch(f"{url}/big2m"), fetcher.fetch(f"{url}/page")
+        )
+    finally:
+        await fetcher.aclose()
+    assert big.truncated and "**partitioned**" in big.text
+    assert "# Feature stores in practice" in small.text and not small.truncated
+    assert child_processes() == []
+
+
+async def test_a_page_over_the_memory_budget_is_a_tool_error(
+    site: tuple[FakeWeb, str, str],
+) -> None:
+    _, url, _ = site
+    # 64 MB of address space starts the converter but cannot hold a 2 MB page's tree.
+    fetcher = WebFetcher(OPEN, converter=TextConverter(memory=64 * 2**20))
+    try:
+        with pytest.raises(ToolError, match=r"needed more than 64 MB; the page was not read"):
+            await fetcher.fetch(f"{url}/big2m")
+        page = await fetcher.fetch(f"{url}/plain")  # the next page gets a fresh worker
+    finally:
+        await fetcher.aclose()
+    assert page.text.startswith("host header:")
+    assert child_processes() == []
+
+
+async def test_a_converter_that_hangs_is_killed_at_its_deadline(
+    site: tuple[FakeWeb, str, str],
+) -> None:
+    _, url, _ = site
+    fetcher = WebFetcher(OPEN, converter=TextConverter(timeout=1.0))
+    try:
+        task = asyncio.create_task(fetcher.fetch(f"{url}/big2m"))
+        [worker] = await eventually(child_processes, "the converter to start")
+        os.kill(int(worker.split()[0]), signal.SIGSTOP)  # frozen: it will never answer
+        started = time.monotonic()
+        with pytest.raises(ToolError, match=r"took longer than 1 s; the page was not read"):
+            await task
+        assert time.monotonic() - started < 3
+    finally:
+        await fetcher.aclose()
+    assert child_processes() == []
+
+
+async def test_no_worker_before_the_first_fetch_and_none_after_aclose(
+    site: tuple[FakeWeb, str, str],
+) -> None:
+    _, url, _ = site
+    fetcher = WebFetcher(OPEN)
+    assert child_processes() == []  # started lazily: `archbot run` pays nothing at start
+    task = asyncio.create_task(fetcher.fetch(f"{url}/big2m"))
+    [worker] = await eventually(child_processes, "the converter to start")
+    os.kill(int(worker.split()[0]), signal.SIGSTOP)
+    await fetcher.aclose()  # shutdown kills and reaps a conversion still running
+    assert child_processes() == []
+    with pytest.raises(ToolError, match="shutting down"):
+        await task
+
+
+@pytest.mark.parametrize("label", ["klingon", "base64", "rot13", "undefined", "idna"])
+async def test_an_unusable_charset_is_a_plain_tool_error(
+    tmp_path: Path,
+    site: tuple[FakeWeb, str, str],
+    caplog: pytest.LogCaptureFixture,
+    label: str,
+) -> None:
+    _, url, _ = site
+    caplog.set_level(logging.DEBUG)
+    text, is_error = await call_fetch_url(tmp_path, f"{url}/charset/{label}")
+    assert is_error, text
+    assert "charset" in text and label in text
+    assert no_traceback_logged(caplog)
+
+
+async def test_a_known_charset_is_decoded_in_the_worker(
+    tmp_path: Path, site: tuple[FakeWeb, str, str]
+) -> None:
+    _, url, _ = site
+    text, is_error = await call_fetch_url(tmp_path, f"{url}/charset/latin-1")
+    assert not is_error, text
+    assert "cafÃ© ÿ" in text  # the UTF-8 bytes read as Latin-1, as the header says
+
+
+@pytest.mark.parametrize(
+    ("location", "error"),
+    [
+        (None, "answered HTTP 302 without a Location to follow"),
+        ("", "answered HTTP 302 without a Location to follow"),
+        ("http://[::1", "Invalid URL in location header"),
+        ("http://[::1]:99999/", "has no valid port (99999)"),
+        ("http://example.com/?pad=70000", "Invalid URL in location header: URL too long"),
+        ("javascript:alert(1)", "redirects to an invalid URL"),
+        ("file:///etc/passwd", "Only http and https URLs"),
+        ("gopher://127.0.0.1:70/x", "Only http and https URLs"),
+        ("http://%zz/", "cannot resolve"),
+        ("http://user:pw@127.0.0.1/", "credentials"),
+        ("/does-not-exist", "answered HTTP 404"),
+    ],
+)
+async def test_a_bad_location_is_a_plain_tool_error(
+    tmp_path: Path,
+    site: tuple[FakeWeb, str, str],
+    caplog: pytest.LogCaptureFixture,
+    location: str | None,
+    error: str,
+) -> None:
+    _, url, _ = site
+    caplog.set_level(logging.DEBUG)
+    to, _, pad = (location or "").partition("?pad=")
+    query = "" if location is None else "?" + urllib.parse.urlencode({"to": to, "pad": pad or 0})
+    text, is_error = await call_fetch_url(tmp_path, f"{url}/location{query}")
+    assert is_error, text
+    assert error in text
+    assert len(text) < 1_000  # a hostile Location is quoted short, not echoed whole
+    assert no_traceback_logged(caplog)

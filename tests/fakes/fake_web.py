@@ -1,4 +1,5 @@
-"""A loopback web server for fetch_url tests: pages, caps, redirects, and a record of hits."""
+"""A loopback web server for fetch_url tests: pages, caps, redirects, hostile pages, and a record
+of hits. `python -m tests.fakes.fake_web --port N` serves it on its own (the bench does)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,30 @@ PAGE = """<!doctype html>
 </body></html>
 """
 
+# About 2 MB of an ordinary article: paragraphs with emphasis, links and lists.
+PARAGRAPH = (
+    "<p>Tick data lands in <b>partitioned</b> Parquet; see "
+    '<a href="https://arrow.apache.org/docs/">the Arrow docs</a> for the layout.</p>\n'
+    "<ul><li>replay by day</li><li>compact hourly</li></ul>\n"
+)
+PAGE_2MB = (
+    "<!doctype html><html><head><title>Tick store</title></head><body><h1>Tick store</h1>\n"
+    + PARAGRAPH * (2_000_000 // len(PARAGRAPH))
+    + "</body></html>"
+)
+NESTINGS = {
+    "ul": "<ul><li>",
+    "table": "<table><tr><td>",
+    "div": "<div>",
+    "blockquote": "<blockquote>",
+}
+
+
+def nested_page(tag: str, size: int) -> str:
+    """`size` bytes of one element opened inside itself again and again, never closed."""
+    opener = NESTINGS[tag]
+    return "<html><body>" + opener * (size // len(opener)) + "the bottom"
+
 
 @dataclass
 class FakeWeb:
@@ -39,6 +64,10 @@ class FakeWeb:
         app.router.add_get("/image", self._image)
         app.router.add_get("/redirect", self._redirect)
         app.router.add_get("/secret", self._secret)
+        app.router.add_get("/big2m", self._big2m)
+        app.router.add_get("/nested/{tag}/{size:[0-9]+}", self._nested)
+        app.router.add_get("/charset/{label}", self._charset)
+        app.router.add_get("/location", self._location)
         return app
 
     @web.middleware
@@ -77,6 +106,25 @@ class FakeWeb:
     async def _redirect(self, request: web.Request) -> web.Response:
         raise web.HTTPFound(request.query["to"])
 
+    async def _big2m(self, request: web.Request) -> web.Response:
+        return web.Response(text=PAGE_2MB, content_type="text/html", charset="utf-8")
+
+    async def _nested(self, request: web.Request) -> web.Response:
+        page = nested_page(request.match_info["tag"], int(request.match_info["size"]))
+        return web.Response(text=page, content_type="text/html")
+
+    async def _charset(self, request: web.Request) -> web.Response:
+        # The label goes out verbatim, as a misconfigured or hostile server would send it.
+        headers = {"Content-Type": f"text/html; charset={request.match_info['label']}"}
+        return web.Response(body=b"<p>caf\xc3\xa9 \xff</p>", headers=headers)
+
+    async def _location(self, request: web.Request) -> web.Response:
+        # A 302 whose Location is exactly ?to=... (absent when there is no `to`), padded with
+        # ?pad=N more "a"s (a Location longer than any URL that fits in a tool call).
+        pad = "a" * int(request.query.get("pad", "0"))
+        headers = {"Location": request.query["to"] + pad} if "to" in request.query else {}
+        return web.Response(status=302, headers=headers)
+
     async def _secret(self, request: web.Request) -> web.Response:
         return web.Response(text="ami-id: i-0123456789 (metadata!)", content_type="text/plain")
 
@@ -105,3 +153,17 @@ class HostServerThread(ServerThread):
         host = f"[{self.host}]" if ":" in self.host else self.host
         scheme = "https" if self.ssl_context else "http"
         return f"{scheme}://{host}:{self.port}"
+
+
+def main() -> None:
+    """`python -m tests.fakes.fake_web --port 8767`: serve the fake pages on 127.0.0.1."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="fake web pages on 127.0.0.1")
+    parser.add_argument("--port", type=int, default=8767)
+    args = parser.parse_args()
+    web.run_app(FakeWeb().app(), host="127.0.0.1", port=args.port, access_log=None, print=None)
+
+
+if __name__ == "__main__":
+    main()
