@@ -3,129 +3,40 @@ against a loopback Slack Web API and a scripted model, driven by signed Events A
 
 from __future__ import annotations
 
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
 
 from bot.signoff import SIGN_OFF
-from tests.conftest import clean_env, free_port, run_cli, wait_until
-from tests.fakes.fake_anthropic import FakeAnthropic, ServerThread
-from tests.fakes.fake_slack import FakeSlack, SlackMessage, event_body, event_request
-
-SIGNING_SECRET = "acceptance-signing-secret-not-real"
-T = TypeVar("T")
-
-
-class Archbot:
-    """`archbot run` as a subprocess, plus a way to send it signed Events API requests."""
-
-    def __init__(self, tmp: Path, slack: FakeSlack, model: FakeAnthropic) -> None:
-        self.port = free_port()
-        self.slack = slack
-        self.log_path = tmp / "archbot.log"
-        env = clean_env(
-            ARCHBOT_SLACK__ENABLED="true",
-            ARCHBOT_SLACK__MODE="http",
-            ARCHBOT_SLACK__PORT=str(self.port),
-            ARCHBOT_SLACK__API_URL=f"{slack.url}/api/",
-            SLACK_BOT_TOKEN="xoxb-test-not-real",
-            SLACK_SIGNING_SECRET=SIGNING_SECRET,
-            ANTHROPIC_BASE_URL=model.url,  # type: ignore[attr-defined]
-            ANTHROPIC_API_KEY="sk-test-not-real",
-            ARCHBOT_STORAGE__PATH=str(tmp / "a.db"),
-        )
-        self.log = self.log_path.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot", "run"],
-            cwd=tmp,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_until(self._listening, what="archbot to listen on /slack/events")
-
-    def _listening(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(
-                f"archbot run exited {self.proc.returncode}:\n{self.log_path.read_text()}"
-            )
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", self.port)) == 0
-
-    def send(
-        self,
-        body: dict[str, Any],
-        *,
-        retry: int | None = None,
-        timestamp: int | None = None,
-        secret: str = SIGNING_SECRET,
-    ) -> tuple[int, float]:
-        """POST a signed event; return (HTTP status, seconds to the acknowledgement)."""
-        raw, headers = event_request(body, secret, retry=retry, timestamp=timestamp)
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/slack/events", data=raw, headers=headers, method="POST"
-        )
-        started = time.monotonic()
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                response.read()
-                return response.status, time.monotonic() - started
-        except urllib.error.HTTPError as exc:
-            exc.read()
-            exc.close()
-            return exc.code, time.monotonic() - started
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(30)
-        finally:
-            self.log.close()
+from tests.conftest import free_port, run_cli, wait_until
+from tests.fakes.fake_anthropic import FakeAnthropic
+from tests.fakes.fake_slack import FakeSlack, SlackMessage, event_body
+from tests.slack_run import SIGNING_SECRET, SlackRun, serving_model, serving_slack
 
 
 @pytest.fixture(scope="module")
 def model() -> Iterator[FakeAnthropic]:
-    fake = FakeAnthropic()
-    server = ServerThread(fake.app()).start()
-    fake.url = server.url  # type: ignore[attr-defined]
-    try:
+    with serving_model() as fake:
         yield fake
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
 def slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack()
-    server = ServerThread(fake.app()).start()
-    fake.url = server.url
-    try:
+    with serving_slack() as fake:
         yield fake
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
 def archbot(
     tmp_path_factory: pytest.TempPathFactory, slack: FakeSlack, model: FakeAnthropic
-) -> Iterator[Archbot]:
-    bot = Archbot(tmp_path_factory.mktemp("archbot"), slack, model)
+) -> Iterator[SlackRun]:
+    bot = SlackRun(tmp_path_factory.mktemp("archbot"), slack, model)
     try:
         yield bot
     finally:
-        code = bot.stop()
-        log = bot.log_path.read_text()
-        assert code == 0, log
-        assert "xoxb-test-not-real" not in log and SIGNING_SECRET not in log
+        bot.stop_cleanly(tracebacks=True)
 
 
 def replies(
@@ -140,14 +51,14 @@ def replies(
     return wait_until(found, what=f"{count} replies in {channel}/{thread_ts}")
 
 
-def barrier(archbot: Archbot, channel: str) -> None:
+def barrier(archbot: SlackRun, channel: str) -> None:
     """A fresh DM, answered after the events under test had their chance to be (wrongly) answered."""
     assert archbot.send(event_body("message_im", channel=channel, text="barrier"))[0] == 200
     replies(archbot.slack, channel, None)
 
 
 def test_mention_is_acknowledged_within_a_second_and_answered_in_its_thread(
-    archbot: Archbot, slack: FakeSlack, model: FakeAnthropic
+    archbot: SlackRun, slack: FakeSlack, model: FakeAnthropic
 ) -> None:
     model.latency = 1.2  # a slow model must not delay the acknowledgement
     try:
@@ -162,7 +73,9 @@ def test_mention_is_acknowledged_within_a_second_and_answered_in_its_thread(
     assert "Redis or Feast" in reply.text
 
 
-def test_forged_and_old_signatures_get_401_and_no_reply(archbot: Archbot, slack: FakeSlack) -> None:
+def test_forged_and_old_signatures_get_401_and_no_reply(
+    archbot: SlackRun, slack: FakeSlack
+) -> None:
     assert archbot.send(event_body("app_mention", channel="C0FORGED"), secret="forged")[0] == 401
     old = int(time.time()) - 600
     assert archbot.send(event_body("app_mention", channel="C0OLD"), timestamp=old)[0] == 401
@@ -172,7 +85,7 @@ def test_forged_and_old_signatures_get_401_and_no_reply(archbot: Archbot, slack:
 
 
 def test_the_same_event_delivered_three_times_is_answered_once(
-    archbot: Archbot, slack: FakeSlack
+    archbot: SlackRun, slack: FakeSlack
 ) -> None:
     body = event_body("app_mention", channel="C0TRIPLE")
     assert [archbot.send(body, retry=r)[0] for r in (None, 1, 2)] == [200, 200, 200]
@@ -182,7 +95,7 @@ def test_the_same_event_delivered_three_times_is_answered_once(
 
 
 def test_thread_follow_up_without_mention_is_answered_and_bots_are_ignored(
-    archbot: Archbot, slack: FakeSlack
+    archbot: SlackRun, slack: FakeSlack
 ) -> None:
     mention = event_body("app_mention", channel="C0THREAD")
     root = mention["event"]["ts"]
@@ -200,7 +113,7 @@ def test_thread_follow_up_without_mention_is_answered_and_bots_are_ignored(
     assert len(slack.messages_in("C0THREAD")) == 2  # the bots' messages got no answer
 
 
-def test_dm_is_answered(archbot: Archbot, slack: FakeSlack) -> None:
+def test_dm_is_answered(archbot: SlackRun, slack: FakeSlack) -> None:
     archbot.send(event_body("message_im", channel="D0NEWUSER"))
     [reply] = replies(slack, "D0NEWUSER", None)
     assert "version our training data" in reply.text
@@ -208,7 +121,7 @@ def test_dm_is_answered(archbot: Archbot, slack: FakeSlack) -> None:
 
 
 def test_channel_ping_from_the_model_arrives_neutralised(
-    archbot: Archbot, slack: FakeSlack, model: FakeAnthropic
+    archbot: SlackRun, slack: FakeSlack, model: FakeAnthropic
 ) -> None:
     model.reply_text(
         "Announce it to <!channel> now, and <!here> too, and <!subteam^S0PLAT|@platform>."
@@ -223,7 +136,7 @@ def test_channel_ping_from_the_model_arrives_neutralised(
 
 
 def test_pings_in_a_streamed_answer_arrive_neutralised_even_across_chunks(
-    archbot: Archbot, slack: FakeSlack, model: FakeAnthropic
+    archbot: SlackRun, slack: FakeSlack, model: FakeAnthropic
 ) -> None:
     # Long enough to be streamed; the model's 400-character deltas cut many tokens in two.
     model.reply_text(" ".join(f"Item {i}: ask <!channel> and <!here>." for i in range(200)))
@@ -238,7 +151,7 @@ def test_pings_in_a_streamed_answer_arrive_neutralised_even_across_chunks(
 
 
 def test_a_30000_character_answer_with_a_400_line_code_block_arrives_whole(
-    archbot: Archbot, slack: FakeSlack, model: FakeAnthropic
+    archbot: SlackRun, slack: FakeSlack, model: FakeAnthropic
 ) -> None:
     code = [
         f"    df_{i:03d} = load_partition('ticks', day={i})  # partition {i}" for i in range(400)
@@ -280,7 +193,7 @@ def test_a_30000_character_answer_with_a_400_line_code_block_arrives_whole(
     assert "Ship it behind a flag." in joined
 
 
-def test_a_429_on_posting_is_retried(archbot: Archbot, slack: FakeSlack) -> None:
+def test_a_429_on_posting_is_retried(archbot: SlackRun, slack: FakeSlack) -> None:
     slack.fail_next("chat.postMessage", 429, retry_after=1)
     body = event_body("app_mention", channel="C0LIMITED")
     archbot.send(body)

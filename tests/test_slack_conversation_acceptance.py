@@ -19,44 +19,31 @@ from bot.signoff import SIGN_OFF
 from tests.conftest import clean_env, wait_until
 from tests.fakes.fake_anthropic import FakeAnthropic, RecordedRequest, ServerThread
 from tests.fakes.fake_slack import FakeSlack, event_body, load_payload
-from tests.test_slack_acceptance import Archbot, barrier, replies
+from tests.slack_run import SlackRun, serving_model, serving_slack
+from tests.test_slack_acceptance import barrier, replies
 
 
 @pytest.fixture(scope="module")
 def model() -> Iterator[FakeAnthropic]:
-    fake = FakeAnthropic()
-    server = ServerThread(fake.app()).start()
-    fake.url = server.url  # type: ignore[attr-defined]
-    try:
+    with serving_model() as fake:
         yield fake
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
 def slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack()
-    server = ServerThread(fake.app()).start()
-    fake.url = server.url
-    try:
+    with serving_slack() as fake:
         yield fake
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
 def archbot(
     tmp_path_factory: pytest.TempPathFactory, slack: FakeSlack, model: FakeAnthropic
-) -> Iterator[Archbot]:
-    bot = Archbot(tmp_path_factory.mktemp("archbot"), slack, model)
+) -> Iterator[SlackRun]:
+    bot = SlackRun(tmp_path_factory.mktemp("archbot"), slack, model)
     try:
         yield bot
     finally:
-        code = bot.stop()
-        log = bot.log_path.read_text()
-        assert code == 0, log
-        assert "xoxb-test-not-real" not in log
-        assert "Traceback" not in log, log
+        bot.stop_cleanly()
 
 
 def user_texts(request: RecordedRequest) -> list[str]:
@@ -74,7 +61,7 @@ def requests_mentioning(model: FakeAnthropic, needle: str) -> list[RecordedReque
 
 
 def test_a_mention_and_two_follow_ups_within_200_ms_get_three_answers_in_order(
-    archbot: Archbot, slack: FakeSlack, model: FakeAnthropic
+    archbot: SlackRun, slack: FakeSlack, model: FakeAnthropic
 ) -> None:
     mention = event_body(
         "app_mention", channel="C0BURST", text="<@U0BOT0001> burst one: Redis or Feast?"
@@ -116,7 +103,7 @@ def test_a_mention_and_two_follow_ups_within_200_ms_get_three_answers_in_order(
 
 
 def test_follow_ups_wait_for_a_mention_that_is_still_reading_its_thread(
-    archbot: Archbot, slack: FakeSlack, model: FakeAnthropic
+    archbot: SlackRun, slack: FakeSlack, model: FakeAnthropic
 ) -> None:
     history = load_payload("conversations_replies")["messages"]
     thread_ts = history[0]["ts"]
@@ -151,7 +138,7 @@ def test_follow_ups_wait_for_a_mention_that_is_still_reading_its_thread(
 
 
 def test_a_slackbot_notice_in_the_dm_gets_no_model_call_and_no_post(
-    archbot: Archbot, slack: FakeSlack, model: FakeAnthropic
+    archbot: SlackRun, slack: FakeSlack, model: FakeAnthropic
 ) -> None:
     assert archbot.send(event_body("message_slackbot_im", channel="D0BOTDM01"))[0] == 200
     barrier(archbot, "D0BARRIERS")
@@ -161,7 +148,7 @@ def test_a_slackbot_notice_in_the_dm_gets_no_model_call_and_no_post(
 
 
 def test_a_shared_message_with_empty_text_is_answered_about_the_shared_text(
-    archbot: Archbot, slack: FakeSlack, model: FakeAnthropic
+    archbot: SlackRun, slack: FakeSlack, model: FakeAnthropic
 ) -> None:
     body = event_body("message_share_without_text", channel="D0SHARE01", channel_type="im")
     assert archbot.send(body)[0] == 200
@@ -174,7 +161,7 @@ def test_a_shared_message_with_empty_text_is_answered_about_the_shared_text(
 
 
 def test_an_empty_share_gets_no_model_call_and_no_post(
-    archbot: Archbot, slack: FakeSlack, model: FakeAnthropic
+    archbot: SlackRun, slack: FakeSlack, model: FakeAnthropic
 ) -> None:
     before = len(model.message_requests)
     assert archbot.send(event_body("message_share_empty", channel="D0EMPTY01"))[0] == 200
@@ -184,7 +171,7 @@ def test_an_empty_share_gets_no_model_call_and_no_post(
 
 
 def test_the_model_sees_alice_not_her_id_also_in_the_thread_it_was_called_into(
-    archbot: Archbot, slack: FakeSlack, model: FakeAnthropic
+    archbot: SlackRun, slack: FakeSlack, model: FakeAnthropic
 ) -> None:
     history = load_payload("conversations_replies")["messages"]
     thread_ts = history[0]["ts"]
@@ -208,7 +195,7 @@ def test_the_model_sees_alice_not_her_id_also_in_the_thread_it_was_called_into(
 
 
 def test_an_event_type_the_bot_does_not_act_on_is_acknowledged_over_http(
-    archbot: Archbot, slack: FakeSlack
+    archbot: SlackRun, slack: FakeSlack
 ) -> None:
     status, elapsed = archbot.send(event_body("assistant_thread_started"))
     assert (status, elapsed < 1.0) == (200, True)

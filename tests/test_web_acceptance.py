@@ -3,108 +3,33 @@ HTTP mode reads hostile pages with fetch_url and keeps acknowledging Slack while
 
 from __future__ import annotations
 
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from bot.web import TOTAL_TIMEOUT
 from tests.chat_helpers import tool_result
-from tests.conftest import clean_env, free_port, wait_until
+from tests.conftest import wait_until
 from tests.fakes.fake_anthropic import FakeAnthropic, RecordedRequest, ServerThread
-from tests.fakes.fake_slack import FakeSlack, event_body, event_request
+from tests.fakes.fake_slack import FakeSlack, event_body
 from tests.fakes.fake_web import FakeWeb
-
-SIGNING_SECRET = "web-acceptance-signing-secret-not-real"
-
-
-class RunningBot:
-    """`archbot run` in Slack HTTP mode, with fetch_url allowed to reach the loopback fake web."""
-
-    def __init__(self, tmp: Path, slack_url: str, model_url: str) -> None:
-        self.port = free_port()
-        self.log_path = tmp / "archbot.log"
-        env = clean_env(
-            ARCHBOT_SLACK__ENABLED="true",
-            ARCHBOT_SLACK__MODE="http",
-            ARCHBOT_SLACK__PORT=str(self.port),
-            ARCHBOT_SLACK__API_URL=f"{slack_url}/api/",
-            ARCHBOT_FETCH__ALLOW_PRIVATE_ADDRESSES="true",  # the fake web is on 127.0.0.1
-            ARCHBOT_LLM__MAX_CONCURRENCY="32",
-            SLACK_BOT_TOKEN="xoxb-test-not-real",
-            SLACK_SIGNING_SECRET=SIGNING_SECRET,
-            ANTHROPIC_BASE_URL=model_url,
-            ANTHROPIC_API_KEY="sk-test-not-real",
-            ARCHBOT_STORAGE__PATH=str(tmp / "a.db"),
-        )
-        self.log = self.log_path.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot", "run"],
-            cwd=tmp,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_until(self._listening, what="archbot to listen on /slack/events", proc=self.proc)
-
-    def _listening(self) -> bool:
-        with socket.socket() as s:
-            return s.connect_ex(("127.0.0.1", self.port)) == 0
-
-    def send(self, body: dict[str, Any]) -> tuple[int, float]:
-        """POST a signed event; return (HTTP status, seconds to the acknowledgement)."""
-        raw, headers = event_request(body, SIGNING_SECRET)
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/slack/events", data=raw, headers=headers, method="POST"
-        )
-        started = time.monotonic()
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                response.read()
-                return response.status, time.monotonic() - started
-        except urllib.error.HTTPError as exc:
-            exc.read()
-            exc.close()
-            return exc.code, time.monotonic() - started
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(30)
-        finally:
-            self.log.close()
+from tests.slack_run import SlackRun, serving_model, serving_slack
 
 
 @pytest.fixture(scope="module")
 def model() -> Iterator[FakeAnthropic]:
-    fake = FakeAnthropic()
-    server = ServerThread(fake.app()).start()
-    fake.url = server.url  # type: ignore[attr-defined]
-    try:
+    with serving_model() as fake:
         yield fake
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
 def slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack()
-    server = ServerThread(fake.app()).start()
-    fake.url = server.url
-    try:
+    with serving_slack() as fake:
         yield fake
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -120,16 +45,19 @@ def pages() -> Iterator[tuple[FakeWeb, str]]:
 @pytest.fixture(scope="module")
 def archbot(
     tmp_path_factory: pytest.TempPathFactory, slack: FakeSlack, model: FakeAnthropic
-) -> Iterator[RunningBot]:
-    bot = RunningBot(tmp_path_factory.mktemp("archbot"), slack.url, model.url)  # type: ignore[attr-defined]
+) -> Iterator[SlackRun]:
+    """`archbot run` with fetch_url allowed to reach the loopback fake web."""
+    bot = SlackRun(
+        tmp_path_factory.mktemp("archbot"),
+        slack,
+        model,
+        ARCHBOT_FETCH__ALLOW_PRIVATE_ADDRESSES="true",  # the fake web is on 127.0.0.1
+        ARCHBOT_LLM__MAX_CONCURRENCY="32",
+    )
     try:
         yield bot
     finally:
-        code = bot.stop()
-        log = bot.log_path.read_text()
-        assert code == 0, log
-        assert "Traceback" not in log, log
-        assert "xoxb-test-not-real" not in log and SIGNING_SECRET not in log
+        bot.stop_cleanly()
 
 
 def converter_pids(parent: int) -> set[int]:
@@ -165,7 +93,7 @@ def fetch_result(model: FakeAnthropic, url: str) -> tuple[str, bool]:
 
 
 def test_slack_is_acknowledged_while_fetch_url_converts_a_2mb_page(
-    archbot: RunningBot, slack: FakeSlack, model: FakeAnthropic, pages: tuple[FakeWeb, str]
+    archbot: SlackRun, slack: FakeSlack, model: FakeAnthropic, pages: tuple[FakeWeb, str]
 ) -> None:
     web, base = pages
     url = f"{base}/big2m"
@@ -210,7 +138,7 @@ def test_slack_is_acknowledged_while_fetch_url_converts_a_2mb_page(
 
 
 def test_a_96kb_nested_list_page_is_a_tool_error_within_the_fetch_budget(
-    archbot: RunningBot, model: FakeAnthropic, pages: tuple[FakeWeb, str]
+    archbot: SlackRun, model: FakeAnthropic, pages: tuple[FakeWeb, str]
 ) -> None:
     _, base = pages
     url = f"{base}/nested/ul/96000"
