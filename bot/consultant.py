@@ -297,8 +297,13 @@ class Consultant:
         while True:
             # Answers stored but never posted (a crash between the two), if still fresh.
             fresh_since = (datetime.now(UTC) - UNPOSTED_MAX_AGE).isoformat(timespec="microseconds")
-            turns = self.store.pending_turns(created_before=self.started_at)
-            turns += self.store.unposted_turns(fresh_since, self.started_at)
+            try:
+                turns = self.store.pending_turns(created_before=self.started_at)
+                turns += self.store.unposted_turns(fresh_since, self.started_at)
+            except Exception as exc:
+                # Logged where an operator looks, not lost in a background task.
+                log_failure(exc, "recovery at start could not list the interrupted turns")
+                return done
             held_elsewhere = False
             for listed in turns:
                 try:

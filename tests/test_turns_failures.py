@@ -135,3 +135,25 @@ async def test_recovery_logs_each_broken_turn_and_recovers_the_others(
         assert lines and lines[0].exc_info is not None and REF.search(lines[0].getMessage())
     finally:
         await restarted.aclose()
+
+
+async def test_recovery_that_cannot_read_the_database_is_logged_not_swallowed(
+    tmp_path: Path,
+    fake_anthropic: FakeAnthropic,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    core = build_core(make_settings(tmp_path), make_secrets(fake_anthropic))
+    try:
+
+        def broken(created_before: str) -> list[object]:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(core.store, "pending_turns", broken)
+        with caplog.at_level(logging.ERROR, logger="bot.consultant"):
+            assert await core.consultant.recover_pending({}) == 0
+        [record] = [r for r in caplog.records if "could not list" in r.getMessage()]
+        assert record.levelno == logging.ERROR and "err-" in record.getMessage()
+        assert record.exc_info is not None
+    finally:
+        await core.aclose()
