@@ -8,8 +8,8 @@ import anthropic
 
 from bot.errors import ArchbotError
 from bot.llm import describe_api_error, make_anthropic_client
-from bot.logs import Redactor, secret_values
 from bot.ports import PLATFORM_ADAPTERS
+from bot.redact import Redactor, secret_values
 from bot.settings import Secrets, Settings
 from bot.store import Store
 

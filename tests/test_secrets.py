@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import pytest
 
 from bot.errors import ConfigError
-from bot.logs import REDACTED, Redactor, RedactSecrets, configure_logging
+from bot.logs import RedactSecrets, configure_logging
+from bot.redact import REDACTED, Redactor
 from bot.settings import LogSettings, Secrets, load_secrets
+from bot.store import Store
+from bot.tools import ToolContext, ToolRegistry
+from tests.conftest import make_settings
 
 TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"  # the shape of a classic GitHub token
 ODD = "s3cr3t/Valu+e=\u00e9'\"x9Zq"  # characters that every escaping scheme changes
@@ -196,3 +201,33 @@ def test_every_handler_on_the_root_logger_redacts(
     logging.getLogger("httpcore.http11").warning("send failed: %s", repr(TOKEN))
     err = capsys.readouterr().err
     assert "send failed" in err and not leaks(err, TOKEN)
+
+
+async def test_a_tool_failure_carrying_a_secret_reaches_the_model_redacted(tmp_path: Path) -> None:
+    token = "ghp_" + "q" * 36
+    registry = ToolRegistry()
+
+    @registry.tool
+    async def leaky(ctx: ToolContext) -> str:
+        """A tool whose library puts the token in its error text."""
+        raise ValueError(f"Illegal header value b'token {token}\\r'")
+
+    store = Store.open(tmp_path / "t.db")
+    try:
+        thread = store.ensure_thread(
+            "slack/T1/C1/1.0",
+            platform="slack",
+            workspace="T1",
+            channel="C1",
+            thread="1.0",
+            channel_key="slack/T1/C1",
+        )
+        secrets = Secrets(GITHUB_TOKEN=token)  # type: ignore[call-arg]
+        ctx = ToolContext(
+            store=store, settings=make_settings(tmp_path), secrets=secrets, thread=thread, user="U1"
+        )
+        text, is_error = await registry.call("leaky", {}, ctx)
+    finally:
+        store.close()
+    assert is_error and "leaky failed: ValueError" in text
+    assert "q" * 12 not in text and REDACTED in text

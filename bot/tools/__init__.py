@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, get_type_hints
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from bot.errors import ToolError
+from bot.redact import Redactor, secret_values
 
 if TYPE_CHECKING:
     from bot.github import GitHubClient
@@ -143,11 +144,17 @@ class ToolRegistry:
         try:
             result = await tool.function(ctx, **dict(args))
         except ToolError as exc:
-            return str(exc), True
+            return _without_secrets(str(exc), ctx), True
         except Exception as exc:
             log.exception("tool %s failed", name)
-            return f"{name} failed: {type(exc).__name__}: {exc}", True
+            # Exception text can carry a header or URL with a token in it; it goes to the
+            # model and into the stored history, so it is redacted like a log line.
+            return _without_secrets(f"{name} failed: {type(exc).__name__}: {exc}", ctx), True
         return result, False
+
+
+def _without_secrets(text: str, ctx: ToolContext) -> str:
+    return Redactor(secret_values(ctx.secrets))(text)
 
 
 registry = ToolRegistry()
