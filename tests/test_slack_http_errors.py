@@ -18,8 +18,8 @@ from slack_sdk.signature import SignatureVerifier
 from adapters.slack.http import request_problem
 from tests.fakes.fake_anthropic import FakeAnthropic
 from tests.fakes.fake_slack import FakeSlack, event_body, signed_headers
-from tests.test_slack_acceptance import SIGNING_SECRET as CLI_SECRET
-from tests.test_slack_acceptance import Archbot
+from tests.slack_run import SIGNING_SECRET as CLI_SECRET
+from tests.slack_run import SlackRun, serving_model
 from tests.test_slack_adapter import (
     SIGNING_SECRET,
     RunningBot,
@@ -190,15 +190,8 @@ def test_request_problem_checks_the_signature_before_reading_the_body() -> None:
 
 @pytest.fixture
 def model() -> Iterator[FakeAnthropic]:
-    from tests.fakes.fake_anthropic import ServerThread
-
-    fake = FakeAnthropic()
-    server = ServerThread(fake.app()).start()
-    fake.url = server.url  # type: ignore[attr-defined]
-    try:
+    with serving_model() as fake:
         yield fake
-    finally:
-        server.stop()
 
 
 def post(port: int, raw: bytes, headers: dict[str, str]) -> int:
@@ -218,7 +211,7 @@ def post(port: int, raw: bytes, headers: dict[str, str]) -> int:
 def test_archbot_run_answers_a_non_numeric_timestamp_with_401_and_no_traceback(
     tmp_path: Path, fake_slack: FakeSlack, model: FakeAnthropic
 ) -> None:
-    bot = Archbot(tmp_path, fake_slack, model)
+    bot = SlackRun(tmp_path, fake_slack, model)
     try:
         assert post(bot.port, MENTION, unsigned(timestamp="not-a-number")) == 401
         assert post(bot.port, b'{"type": ', unsigned()) == 401
