@@ -102,6 +102,32 @@ def test_a_mention_and_two_follow_ups_within_200_ms_get_three_answers_in_order(
     assert len(slack.messages_in("C0BURST")) == 3  # one answer per message, none merged
 
 
+def test_forget_during_a_tool_round_leaves_that_rounds_request_with_its_question(
+    archbot: SlackRun, slack: FakeSlack, model: FakeAnthropic
+) -> None:
+    question = "forget-test: which feature store for 5 ms reads?"
+    mention = event_body("app_mention", channel="C0FORGET", text=f"<@U0BOT0001> {question}")
+    root = mention["event"]["ts"]
+    model.reply_tool_use("list_todos", {})
+    model.reply_text("Redis online, Parquet offline.")
+    model.latency = 0.8  # `!forget` arrives while the first model call is still out
+    try:
+        assert archbot.send(mention)[0] == 200
+        wait_until(lambda: requests_mentioning(model, "forget-test"), what="the first model call")
+        forget = event_body(
+            "message_thread_followup", channel="C0FORGET", thread_ts=root, text="!forget"
+        )
+        assert archbot.send(forget)[0] == 200
+        answer, forgotten = replies(slack, "C0FORGET", root, count=2)
+    finally:
+        model.latency = 0.0
+    first, tool_round = requests_mentioning(model, "forget-test")
+    assert tool_round.body["messages"][-1]["content"][0]["type"] == "tool_result"
+    assert question in json.dumps(tool_round.body["messages"])
+    assert answer.text.startswith("Redis online, Parquet offline.")
+    assert forgotten.text.startswith("Forgotten:")  # after the turn, not in the middle of it
+
+
 def test_follow_ups_wait_for_a_mention_that_is_still_reading_its_thread(
     archbot: SlackRun, slack: FakeSlack, model: FakeAnthropic
 ) -> None:
