@@ -209,3 +209,15 @@ async def test_export_writes_rewrites_unchanged_and_skips_edited_files(
     report = export_records(core.store, out)
     assert report.skipped == [path] and report.written == []
     assert path.read_text().endswith("Edited by Bob.\n")
+
+
+async def test_summary_reads_a_question_whose_turn_failed(
+    core: Core, fake_anthropic: FakeAnthropic
+) -> None:
+    fake_anthropic.reply_error(400, "invalid_request_error", "scripted refusal")
+    failed = await ask(core, "Should the feature store be Feast or Redis?")
+    assert failed.kind == "error"
+    fake_anthropic.reply_text("### Decisions\n- None yet.\n\n### Open questions\n- Feast or Redis.")
+    await ask(core, "!summary")
+    transcript = fake_anthropic.message_requests[-1].body["messages"][0]["content"][0]["text"]
+    assert "Should the feature store be Feast or Redis?" in transcript

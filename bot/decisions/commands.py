@@ -66,7 +66,7 @@ def stored_transcript(ctx: CommandContext) -> str:
     thread = ctx.thread
     after = thread.summary_until if thread.summary is not None else -1
     messages = ctx.store.history_messages(thread.id, after_turn=after, upto_turn=2**62)
-    transcript = render_transcript([m for m in messages if m.status != "pending"])
+    transcript = render_transcript(messages)
     # About the history budget, in characters; the newest part is what matters most.
     limit = max(8_000, ctx.settings.llm.history_token_budget * 4)
     if len(transcript) > limit:
