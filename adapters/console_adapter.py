@@ -10,7 +10,7 @@ import uuid
 from typing import TextIO
 
 from bot.consultant import Consultant
-from bot.events import IncomingMessage, Reply
+from bot.events import IncomingMessage, Reply, ReplyFile
 
 log = logging.getLogger(__name__)
 
@@ -76,4 +76,14 @@ async def repl(consultant: Consultant, thread: str, out: TextIO) -> int:
 def _print_reply(consultant: Consultant, reply: Reply | None, out: TextIO) -> None:
     if reply is not None:
         print(reply.text, file=out, flush=True)
+        for file in reply.files:
+            print(_attachment(reply.text, file), file=out, flush=True)
         consultant.mark_delivered(reply)
+
+
+def _attachment(text: str, file: ReplyFile) -> str:
+    """A reply's file as the console shows it (its text only when the reply did not already)."""
+    body = file.content.decode("utf-8", "replace")
+    if body.strip() in text:
+        return f"[Attached: {file.name}, {len(file.content):,} bytes, shown above]"
+    return f"[Attached: {file.name}, {len(file.content):,} bytes]\n{body}\n[end of {file.name}]"

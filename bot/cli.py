@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="run the enabled Slack/Discord adapters and check-ins until stopped")
     sub.add_parser("doctor", help="check the config and reach every configured service")
     sub.add_parser("init", help="write archbot.toml from the example (never overwrites)")
+    adr = sub.add_parser("adr", help="decision records written by !adr")
+    adr_sub = adr.add_subparsers(dest="adr_command", metavar="ACTION", required=True)
+    export = adr_sub.add_parser(
+        "export", help="write every record as DIR/NNNN-title-slug.md (never over an edited file)"
+    )
+    export.add_argument("dir", metavar="DIR", type=Path, help="e.g. docs/adr")
     return parser
 
 
@@ -147,3 +153,27 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings, Secrets], Coroutine[
     "run": cmd_run,
     "doctor": cmd_doctor,
 }
+
+
+async def cmd_adr(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> int:
+    """`archbot adr export DIR`: the stored decision records as Markdown files."""
+    from bot.decisions.records import export_records
+    from bot.store import Store
+
+    store = Store.open(settings.storage.path)
+    try:
+        report = export_records(store, args.dir)
+    finally:
+        store.close()
+    for path in report.written:
+        print(f"wrote {path}")
+    for path in report.unchanged:
+        print(f"unchanged {path}")
+    for path in report.skipped:
+        print(f"skipped {path}: edited since the last export, so not overwritten")
+    if not (report.written or report.unchanged or report.skipped):
+        print("no decision records stored yet: `!adr` in a thread writes one")
+    return 0
+
+
+COMMANDS["adr"] = cmd_adr

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bot.errors import CommandError
-from bot.events import IncomingMessage
+from bot.events import IncomingMessage, ReplyFile
 from bot.store import day_start, week_start
 from bot.tools.todos import TITLE_MAX_CHARS, todo_page
 
@@ -61,6 +61,8 @@ class CommandContext:
     msg: IncomingMessage
     thread: ThreadRow
     services: Services
+    # Attached to the command's reply (a command returns only its text).
+    files: list[ReplyFile] = field(default_factory=list)
 
     @property
     def is_admin(self) -> bool:

@@ -385,7 +385,7 @@ class Consultant:
         except Exception as exc:
             ref = log_failure(exc, f"command {msg.text.split()[0][:40]!r} in {thread.key} failed")
             return Reply(sign_off(command_failure_reply(exc, ref)), thread.key, kind="error")
-        return Reply(sign_off(body), thread.key, kind="command")
+        return Reply(sign_off(body), thread.key, kind="command", files=tuple(ctx.files))
 
     @contextlib.asynccontextmanager
     async def _thread_order(self, key: str) -> AsyncIterator[None]:

@@ -93,14 +93,25 @@ def thread_key(platform: str, workspace: str, channel: str, thread: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplyFile:
+    """A file the core attaches to a reply (e.g. an ADR as Markdown); adapters upload it."""
+
+    name: str
+    content: bytes
+    mimetype: str = "text/markdown"
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     """What the core answers: Markdown text that already ends with the sign-off.
 
     `kind` is "answer" (the model wrote it), "command" (a !command),
     "error" (the model was unavailable; the message was kept) or "notice".
+    `files` are attached after the text (a Slack upload, a Discord attachment).
     """
 
     text: str
     thread_key: str
     kind: str = "answer"
     turn_id: int | None = None
+    files: tuple[ReplyFile, ...] = ()

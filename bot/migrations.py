@@ -172,3 +172,37 @@ def m005_slack_users(db: Database) -> None:
         )
         """
     )
+
+
+@migrations()
+def m006_decision_records(db: Database) -> None:
+    # Architecture Decision Records written by `!adr`, numbered per workspace
+    # (platform/workspace), and what `archbot adr export` last wrote to each
+    # file, so a file someone edited since is never overwritten.
+    db.executescript(
+        """
+        CREATE TABLE decision_records (
+            id INTEGER PRIMARY KEY,
+            workspace_key TEXT NOT NULL,
+            number INTEGER NOT NULL,
+            thread_id INTEGER NOT NULL REFERENCES threads(id),
+            channel_key TEXT NOT NULL,
+            title TEXT NOT NULL,
+            status TEXT NOT NULL,
+            date TEXT NOT NULL,
+            markdown TEXT NOT NULL,
+            fields TEXT NOT NULL,
+            link TEXT,
+            created_by TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            UNIQUE (workspace_key, number)
+        );
+        CREATE INDEX decision_records_channel ON decision_records(channel_key);
+
+        CREATE TABLE decision_exports (
+            path TEXT PRIMARY KEY,
+            sha256 TEXT NOT NULL,
+            written_at TEXT NOT NULL
+        );
+        """
+    )

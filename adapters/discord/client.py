@@ -189,7 +189,7 @@ class ArchbotClient(discord.Client):
             if reply is None:
                 return
             try:
-                await self.outbox.send(target, reply.text)
+                await self.outbox.send(target, reply.text, reply.files)
             except discord.HTTPException as exc:
                 log.error(
                     "posting the reply to %s failed (%s %s); the answer stays stored",

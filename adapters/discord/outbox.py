@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import logging
+from collections.abc import Sequence
 
 import discord
 
 from adapters.discord.translate import PLATFORM, thread_name
 from bot.errors import ArchbotError
+from bot.events import ReplyFile
 from bot.formatting import split_markdown
 
 log = logging.getLogger(__name__)
@@ -15,6 +18,7 @@ log = logging.getLogger(__name__)
 MESSAGE_LIMIT = 2000  # Discord rejects longer content with 400 / code 50035
 ARCHIVED_THREAD = 50083  # "Thread is archived" error code
 NO_PINGS = discord.AllowedMentions.none()
+MAX_FILES = 10  # attachments Discord takes on one message
 
 Sendable = discord.abc.Messageable
 
@@ -37,20 +41,26 @@ class DiscordOutbox:
         sent = await self.send(target, text)
         return str(sent[0].id)
 
-    async def send(self, target: Sendable | _LinkedParent, text: str) -> list[discord.Message]:
-        """Send `text` in parts of at most 2000 chars; the sign-off stays on the last part."""
+    async def send(
+        self, target: Sendable | _LinkedParent, text: str, files: Sequence[ReplyFile] = ()
+    ) -> list[discord.Message]:
+        """Send `text` in parts of at most 2000 chars; the sign-off stays on the last part.
+
+        `files` are attached to the last part.
+        """
         parts = split_markdown(text, MESSAGE_LIMIT) or [text]
         if isinstance(target, discord.Thread) and target.archived:
             target = await self._reopen(target)
         sent: list[discord.Message] = []
-        for part in parts:
+        for number, part in enumerate(parts, 1):
+            attached = files[:MAX_FILES] if number == len(parts) else ()
             try:
-                sent.append(await target.send(part, allowed_mentions=NO_PINGS))
+                sent.append(await _send(target, part, attached))
             except discord.HTTPException as exc:
                 if exc.code != ARCHIVED_THREAD or not isinstance(target, discord.Thread):
                     raise
                 target = await self._reopen(target)
-                sent.append(await target.send(part, allowed_mentions=NO_PINGS))
+                sent.append(await _send(target, part, attached))
         return sent
 
     async def _reopen(self, thread: discord.Thread) -> Sendable | _LinkedParent:
@@ -84,6 +94,16 @@ class DiscordOutbox:
         return await starter.create_thread(name=thread_name(starter.content))
 
 
+async def _send(
+    target: Sendable | _LinkedParent, part: str, files: Sequence[ReplyFile]
+) -> discord.Message:
+    """One message, with `files` as attachments (fresh File objects: a send consumes them)."""
+    if not files:
+        return await target.send(part, allowed_mentions=NO_PINGS)
+    attached = [discord.File(io.BytesIO(f.content), filename=f.name) for f in files]
+    return await target.send(part, allowed_mentions=NO_PINGS, files=attached)
+
+
 class _LinkedParent:
     """Sends into a thread's parent channel, first pointing at the archived thread."""
 
@@ -93,7 +113,11 @@ class _LinkedParent:
         self._linked = False
 
     async def send(
-        self, content: str, *, allowed_mentions: discord.AllowedMentions
+        self,
+        content: str,
+        *,
+        allowed_mentions: discord.AllowedMentions,
+        files: list[discord.File] | None = None,
     ) -> discord.Message:
         """Send one part; the first carries a link to the thread it belongs to."""
         if not self._linked:
@@ -103,4 +127,6 @@ class _LinkedParent:
                 content = note + content
             else:
                 await self.parent.send(note.strip(), allowed_mentions=allowed_mentions)
+        if files:
+            return await self.parent.send(content, allowed_mentions=allowed_mentions, files=files)
         return await self.parent.send(content, allowed_mentions=allowed_mentions)

@@ -28,6 +28,7 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from adapters.slack.client import CALL_ERRORS, auth_status, configure_client, describe, secret
+from adapters.slack.files import permalink, upload_files
 from adapters.slack.gate import Installation, WorkspaceGate
 from adapters.slack.http import request_problem
 from adapters.slack.outbox import SlackOutbox
@@ -51,6 +52,7 @@ from adapters.slack.translate import (
 )
 from bot.app import Core
 from bot.arrivals import ArrivalOrder, Place
+from bot.decisions.records import set_link
 from bot.errors import ArchbotError
 from bot.events import IncomingMessage, Reply
 
@@ -284,6 +286,8 @@ class SlackAdapter:
                     blocks=[{"type": "markdown", "text": part}],
                     response_type=response_type,
                 )
+            if reply.files and response_type == "in_channel":
+                await upload_files(self.client, msg.channel, None, reply.files)
         except CALL_ERRORS as exc:
             log.error(
                 "slack: answering %s in %s failed: %s",
@@ -413,7 +417,24 @@ class SlackAdapter:
             )
             return False
         self.core.consultant.mark_delivered(reply)
+        if reply.files:
+            await self._attach(msg, reply, reply_thread_ts(msg.channel, msg.thread))
         return True
+
+    async def _attach(self, msg: IncomingMessage, reply: Reply, thread_ts: str | None) -> None:
+        """Upload a reply's files after its text, and give its records the thread's link."""
+        if thread_ts is not None:
+            link = await permalink(self.client, msg.channel, thread_ts)
+            if link is not None:
+                set_link(self.core.store, msg.thread_key, link)
+        failed = await upload_files(self.client, msg.channel, thread_ts, reply.files)
+        if failed:
+            names = ", ".join(f"`{n}`" for n in failed)
+            note = f"(I could not attach {names}: see the bot's log; `files:write` may be missing.)"
+            try:
+                await self.outbox.post(msg.channel, msg.thread, note)
+            except CALL_ERRORS as exc:
+                log.error("slack: posting the upload note failed: %s", describe(exc))
 
     def _can_stream(self, workspace: str) -> bool:
         """False while a workspace that refused chat.startStream waits for its recheck."""

@@ -4,7 +4,8 @@ REST lives under `/api/v10`, the gateway websocket at `/gateway`; `GET
 /api/v10/gateway/bot` hands out that ws:// URL, the way real Discord hands
 out wss://gateway.discord.gg. Every REST call is recorded (method, path,
 JSON body, status) so tests can assert thread creation, message content and
-allowed_mentions. Tests push gateway dispatches (`MESSAGE_CREATE`, ...) with
+allowed_mentions; attachments (multipart `payload_json` + `files[n]`) land
+in `files` with their bytes. Tests push gateway dispatches (`MESSAGE_CREATE`, ...) with
 `push` / `message` / `push_thread_create`, from any thread.
 
 Like the real service: JSON is served with `Content-Type: application/json`
@@ -23,6 +24,8 @@ in-process tests and `archbot run` subprocesses alike.
 from __future__ import annotations
 
 import asyncio
+import email.parser
+import email.policy
 import itertools
 import json
 import re
@@ -103,6 +106,7 @@ class FakeDiscord:
     identifies: list[dict[str, Any]] = field(default_factory=list)
     channels: dict[str, dict[str, Any]] = field(default_factory=dict)
     messages: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    files: list[tuple[str, str, bytes]] = field(default_factory=list)  # (channel, name, bytes)
     threads: list[dict[str, Any]] = field(
         default_factory=list
     )  # active threads sent in GUILD_CREATE
@@ -599,7 +603,11 @@ class FakeDiscord:
 
     async def _create_message(self, request: web.Request) -> web.Response:
         cid = request.match_info["cid"]
-        body = await _json(request) or {}
+        files: list[tuple[str, bytes]] = []
+        if request.content_type == "multipart/form-data":
+            body, files = await _multipart_message(request)
+        else:
+            body = await _json(request) or {}
         content = body.get("content") or ""
         if len(content) > 2000:
             return json_response(
@@ -623,8 +631,12 @@ class FakeDiscord:
         if channel is not None and channel.get("thread_metadata", {}).get("archived"):
             return json_response({"message": "Thread is archived", "code": 50083}, status=400)
         data = self.message_payload(cid, content, self.bot_user, guild=channel is not None)
+        data["attachments"] = [
+            {"id": self.new_id(), "filename": name, "size": len(raw)} for name, raw in files
+        ]
         with self._lock:
             self.messages.setdefault(cid, []).append(data)
+            self.files.extend((cid, name, raw) for name, raw in files)
         return json_response(data)
 
     async def _create_thread(self, request: web.Request) -> web.Response:
@@ -700,6 +712,27 @@ class FakeDiscord:
         finally:
             self._sockets.remove(session)
         return ws
+
+
+async def _multipart_message(
+    request: web.Request,
+) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
+    """A message with attachments, as Discord takes it: `payload_json` plus `files[n]` parts."""
+    # The middleware has read the body already, so it is parsed from the cached bytes.
+    raw = await request.read()
+    head = f"Content-Type: {request.headers['Content-Type']}\r\n\r\n".encode()
+    parsed = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + raw)
+    body: dict[str, Any] = {}
+    files: list[tuple[str, bytes]] = []
+    for part in parsed.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+        if name == "payload_json":
+            body = json.loads(data)
+        elif isinstance(name, str) and re.fullmatch(r"files\[\d+\]", name):
+            files.append((str(part.get_filename()), data))
+    return body, files
 
 
 async def _json(request: web.Request) -> Any:

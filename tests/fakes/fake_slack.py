@@ -13,6 +13,10 @@ an Events API envelope to connected Socket Mode clients and records their acks.
 `users.info` answers from `users` like Slack does: it needs a bot or user token
 and the `users:read` scope (take it out of `scopes` to see `missing_scope`).
 `delays` makes a method answer late, as a busy Slack does (seconds per method).
+Reply files go through files.getUploadURLExternal, the upload URL and
+files.completeUploadExternal (a bot token, `files:write`, the stated length);
+`uploaded_files` returns them with their bytes. chat.getPermalink answers in
+the `https://acme.slack.com/archives/C/pTS` form.
 
 Serve it with `tests.fakes.fake_anthropic.ServerThread(FakeSlack().app())` (set `.url` to the
 server's URL), or run `python -m tests.fakes.fake_slack --port 8766`.
@@ -87,6 +91,7 @@ DEFAULT_SCOPES = frozenset(
         "commands",
         "assistant:write",
         "users:read",
+        "files:write",
     }
 )
 
@@ -106,6 +111,24 @@ class SlackMessage:
     streaming: bool = False  # a stream still open (chat.stopStream not yet called)
     updates: int = 0  # calls that changed the text
     at: float = 0.0
+
+
+@dataclass
+class SlackUpload:
+    """A file uploaded through the upload URL flow; `channel` is set once it is completed."""
+
+    file_id: str
+    filename: str
+    length: int
+    content: bytes | None = None
+    title: str = ""
+    channel: str = ""
+    thread_ts: str | None = None
+
+
+FILE_METHODS = frozenset(
+    {"files.getUploadURLExternal", "files.completeUploadExternal", "chat.getPermalink"}
+)
 
 
 def _markdown_of(args: dict[str, Any]) -> str:
@@ -147,6 +170,7 @@ class FakeSlack:
     _sockets: list[web.WebSocketResponse] = field(default_factory=list)
     _loop: asyncio.AbstractEventLoop | None = None
     url: str = ""
+    uploads: dict[str, SlackUpload] = field(default_factory=dict)  # file id -> upload
 
     # scripting -----------------------------------------------------------------------
 
@@ -233,6 +257,7 @@ class FakeSlack:
         app.router.add_post("/api/{method}", self._api)
         app.router.add_get("/api/{method}", self._api)
         app.router.add_post("/commands/{rest:.*}", self._response_url)
+        app.router.add_post("/upload/v1/{file_id}", self._upload)
         app.router.add_get("/socket", self._socket)
         app.on_startup.append(self._remember_loop)
         app.on_shutdown.append(self._close_sockets)
@@ -271,11 +296,13 @@ class FakeSlack:
             status, body, headers = failure
             call.status, call.ok = status, False
             return web.json_response(body, status=status, headers=headers)
-        body = (
-            self._users_info(args, request.headers.get("Authorization", ""))
-            if method == "users.info"
-            else self._answer(method, args)
-        )
+        auth = request.headers.get("Authorization", "")
+        if method == "users.info":
+            body = self._users_info(args, auth)
+        elif method in FILE_METHODS:
+            body = self._files(method, args, auth)
+        else:
+            body = self._answer(method, args)
         call.ok = bool(body.get("ok"))
         return web.json_response(body)
 
@@ -477,6 +504,78 @@ class FakeSlack:
                 await ws.send_json(envelope)
 
         asyncio.run_coroutine_threadsafe(send(), self._loop).result(5)
+
+    # Files (reply attachments) and permalinks ----------------------------------------------------
+
+    def uploaded_files(self) -> list[SlackUpload]:
+        """Uploads completed into a channel (files.completeUploadExternal), in order."""
+        with self._lock:
+            return [u for u in self.uploads.values() if u.channel]
+
+    def _files(self, method: str, args: dict[str, Any], authorization: str) -> dict[str, Any]:
+        """files.getUploadURLExternal / completeUploadExternal and chat.getPermalink, as strict
+        as Slack: a bot token, the files:write scope, and the uploaded length must match."""
+        token = authorization.removeprefix("Bearer ").strip() or str(args.get("token") or "")
+        if not token:
+            return {"ok": False, "error": "not_authed"}
+        if not token.startswith(("xoxb-", "xoxp-")):
+            return {"ok": False, "error": "invalid_auth"}
+        if method == "chat.getPermalink":
+            channel, ts = str(args.get("channel") or ""), str(args.get("message_ts") or "")
+            if not channel or not ts:
+                return {"ok": False, "error": "invalid_arguments"}
+            link = f"https://acme.slack.com/archives/{channel}/p{ts.replace('.', '')}"
+            return {"ok": True, "channel": channel, "permalink": link}
+        if "files:write" not in self.scopes:
+            return {
+                "ok": False,
+                "error": "missing_scope",
+                "needed": "files:write",
+                "provided": ",".join(sorted(self.scopes)),
+            }
+        if method == "files.getUploadURLExternal":
+            filename, length = str(args.get("filename") or ""), str(args.get("length") or "")
+            if not filename or not length.isdigit() or int(length) < 1:
+                return {"ok": False, "error": "invalid_arguments"}
+            file_id = f"F0FILE{next(self._ts):05d}"
+            with self._lock:
+                self.uploads[file_id] = SlackUpload(file_id, filename, int(length))
+            return {"ok": True, "upload_url": f"{self.url}/upload/v1/{file_id}", "file_id": file_id}
+        try:
+            files = json.loads(str(args.get("files") or ""))
+        except ValueError:
+            return {"ok": False, "error": "invalid_arguments"}
+        channel, thread_ts = str(args.get("channel_id") or ""), args.get("thread_ts") or None
+        if not isinstance(files, list) or not files or (thread_ts and not channel):
+            return {"ok": False, "error": "invalid_arguments"}
+        with self._lock:
+            done = []
+            for item in files:
+                upload = self.uploads.get(str(item.get("id")))
+                if upload is None or upload.content is None:
+                    return {"ok": False, "error": "file_not_found"}
+                done.append(upload)
+            for item, upload in zip(files, done, strict=True):
+                upload.title = str(item.get("title") or upload.filename)
+                upload.channel, upload.thread_ts = channel, thread_ts
+        return {"ok": True, "files": [{"id": u.file_id, "title": u.title} for u in done]}
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        """The upload URL: takes the bytes (raw or multipart) once, of exactly the stated length."""
+        if request.content_type.startswith("multipart/"):
+            form = await request.post()
+            part = next(iter(form.values()), b"")
+            data = part.file.read() if isinstance(part, web.FileField) else str(part).encode()
+        else:
+            data = await request.read()
+        with self._lock:
+            upload = self.uploads.get(request.match_info["file_id"])
+            if upload is None or upload.content is not None:
+                return web.Response(status=404, text="Not Found")
+            if len(data) != upload.length:
+                return web.Response(status=400, text="length mismatch")
+            upload.content = data
+        return web.Response(text=f"OK - {len(data)}")
 
 
 # Events API requests, as Slack sends them ---------------------------------------------------

@@ -1,0 +1,1 @@
+"""Decision records and thread summaries: `!summary`, `!adr` and `archbot adr export`."""
