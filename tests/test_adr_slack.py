@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli, wait_until
-from tests.fakes.fake_anthropic import FakeAnthropic, ServerThread
+from tests.fakes.fake_anthropic import FakeAnthropic
 from tests.fakes.fake_slack import FakeSlack, SlackUpload, event_body
+from tests.slack_run import SlackRun, serving_model, serving_slack
 from tests.test_decisions import STORAGE_DECISION
-from tests.test_slack_acceptance import SIGNING_SECRET, Archbot, replies
+from tests.test_slack_acceptance import replies
 
 CHANNEL = "C0STORAGE"
 FILE_NAME = "0001-store-ticks-as-parquet-on-s3-partitioned-by-day.md"
@@ -21,39 +22,26 @@ FILE_NAME = "0001-store-ticks-as-parquet-on-s3-partitioned-by-day.md"
 
 @pytest.fixture
 def model() -> Iterator[FakeAnthropic]:
-    fake = FakeAnthropic()
-    server = ServerThread(fake.app()).start()
-    fake.url = server.url  # type: ignore[attr-defined]
-    try:
+    with serving_model() as fake:
         yield fake
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 def slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack()
-    server = ServerThread(fake.app()).start()
-    fake.url = server.url
-    try:
+    with serving_slack() as fake:
         yield fake
-    finally:
-        server.stop()
 
 
 @pytest.fixture
-def archbot(tmp_path: Path, slack: FakeSlack, model: FakeAnthropic) -> Iterator[Archbot]:
-    bot = Archbot(tmp_path, slack, model)
+def archbot(tmp_path: Path, slack: FakeSlack, model: FakeAnthropic) -> Iterator[SlackRun]:
+    bot = SlackRun(tmp_path, slack, model)
     try:
         yield bot
     finally:
-        code = bot.stop()
-        log = bot.log_path.read_text()
-        assert code == 0, log
-        assert "xoxb-test-not-real" not in log and SIGNING_SECRET not in log
+        bot.stop_cleanly()
 
 
-def mention(archbot: Archbot, text: str, thread_ts: str | None) -> str:
+def mention(archbot: SlackRun, text: str, thread_ts: str | None) -> str:
     body = event_body("app_mention", channel=CHANNEL, text=f"<@U0BOT0001> {text}")
     if thread_ts is not None:
         body["event"]["thread_ts"] = thread_ts
@@ -62,7 +50,7 @@ def mention(archbot: Archbot, text: str, thread_ts: str | None) -> str:
 
 
 def test_summary_adr_upload_list_and_export_in_a_slack_thread(
-    archbot: Archbot, slack: FakeSlack, model: FakeAnthropic, tmp_path: Path
+    archbot: SlackRun, slack: FakeSlack, model: FakeAnthropic, tmp_path: Path
 ) -> None:
     model.reply_text("At 2 TB a month: Parquet on S3 (cheap scans) or TimescaleDB (lookups).")
     root = mention(archbot, "where should we store 2 TB of ticks a month?", None)
@@ -109,7 +97,7 @@ def test_summary_adr_upload_list_and_export_in_a_slack_thread(
 
 
 def test_an_upload_without_files_write_is_said_in_the_thread(
-    archbot: Archbot, slack: FakeSlack, model: FakeAnthropic
+    archbot: SlackRun, slack: FakeSlack, model: FakeAnthropic
 ) -> None:
     slack.scopes.discard("files:write")
     model.reply_text("Parquet on S3 it is.")

@@ -121,7 +121,7 @@ def test_forget_during_a_tool_round_leaves_that_rounds_request_with_its_question
         answer, forgotten = replies(slack, "C0FORGET", root, count=2)
     finally:
         model.latency = 0.0
-    first, tool_round = requests_mentioning(model, "forget-test")
+    _first, tool_round = requests_mentioning(model, "forget-test")
     assert tool_round.body["messages"][-1]["content"][0]["type"] == "tool_result"
     assert question in json.dumps(tool_round.body["messages"])
     assert answer.text.startswith("Redis online, Parquet offline.")
