@@ -3,6 +3,7 @@ through the GitHub transport seam, and the judge's grades come back through its 
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -123,6 +124,10 @@ async def test_a_model_failure_scores_zero_with_the_reason(
     tmp_path: Path, fake_anthropic: FakeAnthropic
 ) -> None:
     fake_anthropic.reply_error(400, "invalid_request_error", "model: unknown model 'nope'")
-    suite = await run_suite([JUDGED], make_settings(tmp_path), make_secrets(fake_anthropic))
+    progress = io.StringIO()
+    suite = await run_suite(
+        [JUDGED], make_settings(tmp_path), make_secrets(fake_anthropic), progress=progress
+    )
+    assert "1/1 judged 0.00" in progress.getvalue()  # the terminal's progress line
     (result,) = suite.scenarios
     assert result.score == 0.0 and result.error and "unknown model 'nope'" in result.error
