@@ -159,3 +159,16 @@ def test_a_bad_scenario_file_is_refused_in_one_line(
         load_path(path)
     message = str(caught.value)
     assert "\n" not in message and str(path) in message and expected in message
+
+
+def test_a_hostile_answer_is_scanned_in_linear_time() -> None:
+    import time
+
+    scenario = next(s for s in builtin_scenarios() if s.id == "repo-feature-parity")
+    nasty = sign_off(
+        ("a" * 100_000) + " " + ("a/" * 20_000) + " `" + ("b." * 20_000) + " " + ("x?" * 10_000)
+    )
+    started = time.perf_counter()
+    results = run_checks(scenario, [nasty])
+    assert time.perf_counter() - started < 2.0
+    assert not next(r for r in results if r.name == "length").passed

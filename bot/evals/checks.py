@@ -44,11 +44,16 @@ _TRADEOFF = [re.compile(p, re.IGNORECASE) for p in _TRADEOFF_MARKERS]
 _MASS_PING = re.compile(
     r"<!(?:channel|here|everyone)(?:\|[^>]*)?>|<!subteam\^|<@&\d+>|(?<![\w`])@(?:everyone|here)\b"
 )
-_SENTENCE_QUESTION = re.compile(r"[^\n.?!]{8,}\?")
+_SENTENCE_END = re.compile(r"([\n.?!])")
 # Path-like tokens: a/b/c.ext, a backticked file.ext, or a GitHub blob link's path.
 _BLOB_LINK = re.compile(r"https?://github\.com/[\w.-]+/[\w.-]+/blob/[^/\s)]+/([^\s)#?>\]]+)")
-_PATHLIKE = re.compile(r"(?<![\w/.:-])((?:[\w.-]+/)+[\w.-]+\.[A-Za-z0-9]{1,8})(?![\w/])")
-_BACKTICKED_FILE = re.compile(r"`([\w./-]+\.[A-Za-z0-9]{1,8})(?:[:#]L?\d+(?:-L?\d+)?)?`")
+# Every repeat is bounded, so a hostile answer cannot make a scan slow.
+_PATHLIKE = re.compile(
+    r"(?<![\w/.:-])((?:[\w.-]{1,100}/){1,20}[\w.-]{1,100}\.[A-Za-z0-9]{1,8})(?![\w/])"
+)
+_BACKTICKED_FILE = re.compile(
+    r"`([\w./-]{1,300}\.[A-Za-z0-9]{1,8})(?:[:#]L?\d{1,7}(?:-L?\d{1,7})?)?`"
+)
 _URL = re.compile(r"https?://\S+")
 
 
@@ -100,8 +105,13 @@ def check_tradeoffs(answer: str) -> CheckResult:
 
 def check_clarifying_question(answer: str) -> CheckResult:
     """Passes when the answer asks the user something (a real question, not the sign-off)."""
-    body = _URL.sub(" ", _body(answer))
-    questions = _SENTENCE_QUESTION.findall(body)
+    parts = _SENTENCE_END.split(_URL.sub(" ", _body(answer)))
+    # split() alternates text and separator: a question is text of 8+ characters before "?".
+    questions = [
+        t
+        for t, sep in zip(parts[::2], parts[1::2], strict=False)
+        if sep == "?" and len(t.strip()) >= 8
+    ]
     return CheckResult(
         "clarifying_question", bool(questions), f"{len(questions)} question(s) asked"
     )
