@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         "export", help="write every record as DIR/NNNN-title-slug.md (never over an edited file)"
     )
     export.add_argument("dir", metavar="DIR", type=Path, help="e.g. docs/adr")
+    add_eval_parser(sub)
     return parser
 
 
@@ -148,10 +149,82 @@ async def cmd_doctor(args: argparse.Namespace, settings: Settings, secrets: Secr
     return EXIT_FAILURE if failed else 0
 
 
+# -- archbot eval ------------------------------------------------------------------------
+
+
+def add_eval_parser(sub: Any) -> None:
+    """`archbot eval`: the consultant's scenario suite (SPEC section 11)."""
+    ev = sub.add_parser("eval", help="score the architect on its scenario suite")
+    ev.add_argument("--model", help="model to evaluate (default: [llm] model)")
+    ev.add_argument("--scenarios", metavar="PATH", help="add the scenario file or folder PATH")
+    ev.add_argument("--out", metavar="PATH", help="write the JSON report to PATH")
+    ev.add_argument("--baseline", metavar="PATH", help="an earlier --out file: show the change")
+    ev.add_argument("--min-score", type=float, metavar="X", help="exit 1 when the mean is below X")
+    ev.add_argument("--judge-model", metavar="M", help="add model-graded criteria, judged by M")
+    ev.add_argument(
+        "--from-feedback",
+        metavar="PATH",
+        help="write the last 7 days' thumbs-down answers as draft scenarios into folder PATH",
+    )
+
+
+async def cmd_eval(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> int:
+    """Run the scenario suite, print the table, write the JSON; or export feedback drafts."""
+    from bot.evals import report
+    from bot.evals.runner import run_suite
+    from bot.evals.scenarios import builtin_scenarios, load_path, select
+
+    if args.from_feedback:
+        from bot.evals.feedback import export_drafts
+        from bot.store import Store
+
+        store = Store.open(settings.storage.path)
+        try:
+            written, skipped = export_drafts(store, Path(args.from_feedback))
+        finally:
+            store.close()
+        print(
+            f"wrote {len(written)} draft scenario(s) to {args.from_feedback}"
+            + (f" ({len(skipped)} already there, left as they are)" if skipped else "")
+            + "; add their checks, then `archbot eval --scenarios "
+            + f"{args.from_feedback}`"
+        )
+        return 0
+    if args.min_score is not None and not 0 <= args.min_score <= 1:
+        raise ConfigError("--min-score must be between 0 and 1")
+    baseline = report.load_baseline(Path(args.baseline)) if args.baseline else None
+    extra = load_path(Path(args.scenarios)) if args.scenarios else []
+    scenarios = select(builtin_scenarios(), extra)
+    progress = sys.stderr if sys.stderr.isatty() else None
+    suite = await run_suite(
+        scenarios,
+        settings,
+        secrets,
+        model=args.model,
+        judge_model=args.judge_model,
+        progress=progress,
+    )
+    print(report.render_table(suite, baseline))
+    if args.out:
+        report.write_json(Path(args.out), report.to_json(suite, baseline))
+        print(f"wrote {args.out}")
+    errors = [s.error for s in suite.scenarios if s.error]
+    if errors and len(errors) == len(suite.scenarios):  # e.g. the model is unreachable
+        raise ArchbotError(f"no scenario could be run: {errors[0]}")
+    if args.min_score is not None and suite.mean_score < args.min_score:
+        print(
+            f"archbot: mean score {suite.mean_score:.2f} is below --min-score {args.min_score:g}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings, Secrets], Coroutine[Any, Any, int]]] = {
     "chat": cmd_chat,
     "run": cmd_run,
     "doctor": cmd_doctor,
+    "eval": cmd_eval,
 }
 
 

@@ -206,3 +206,21 @@ def m006_decision_records(db: Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m007_answer_feedback(db: Database) -> None:
+    # One vote per answer (turn) and person; a later click replaces the earlier one.
+    db.executescript(
+        """
+        CREATE TABLE feedback (
+            turn_id INTEGER NOT NULL REFERENCES turns(id),
+            user TEXT NOT NULL,
+            vote TEXT NOT NULL,            -- up | down
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (turn_id, user)
+        );
+        CREATE INDEX feedback_updated ON feedback(updated_at);
+        """
+    )
