@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib
 import json
 import logging
@@ -279,9 +280,15 @@ def make_anthropic_client(
         # A local server or open gateway needs no key, but the SDK refuses to send
         # a request without one. Only ever with a base URL: api.anthropic.com
         # never sees the placeholder.
-        log.info("ANTHROPIC_BASE_URL is set without a key: sending a placeholder key")
+        _log_placeholder_once()
         client = client.with_options(api_key=PLACEHOLDER_API_KEY)
     return client
+
+
+@functools.cache
+def _log_placeholder_once() -> None:
+    # Said once per process: `archbot eval` builds a client per scenario.
+    log.info("ANTHROPIC_BASE_URL is set without a key: sending a placeholder key")
 
 
 def has_credentials(client: anthropic.AsyncAnthropic) -> bool:
