@@ -5,6 +5,7 @@ Add a new tool module here.
 
 from __future__ import annotations
 
+import bot.checkins.commands
 import bot.commands
 import bot.repo_commands
 import bot.tools.delegate
@@ -16,6 +17,7 @@ from bot.tools import registry as tools
 
 __all__ = ["commands", "tools"]
 _ = (
+    bot.checkins.commands,
     bot.commands,
     bot.repo_commands,
     bot.tools.delegate,

@@ -458,3 +458,26 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# chat.getPermalink, as Slack answers it (check-ins record the posted message's link). ----------
+
+_answer_before_permalinks = FakeSlack._answer
+
+
+def _answer_with_permalinks(self: FakeSlack, method: str, args: dict[str, Any]) -> dict[str, Any]:
+    if method != "chat.getPermalink":
+        return _answer_before_permalinks(self, method, args)
+    channel, ts = str(args.get("channel") or ""), str(args.get("message_ts") or "")
+    if not channel or not ts:
+        return {"ok": False, "error": "invalid_arguments"}
+    found = self.message(channel, ts)
+    if found is None:
+        return {"ok": False, "error": "message_not_found"}
+    link = f"https://acme.slack.com/archives/{channel}/p{ts.replace('.', '')}"
+    if found.thread_ts and found.thread_ts != ts:
+        link += f"?thread_ts={found.thread_ts}&cid={channel}"
+    return {"ok": True, "channel": channel, "permalink": link}
+
+
+FakeSlack._answer = _answer_with_permalinks  # type: ignore[method-assign]
