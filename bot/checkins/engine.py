@@ -196,7 +196,8 @@ class CheckinService:
             plan = catch_up_plan(
                 entry,
                 now,
-                first_run_at=_parse(first.started_at) if first else None,
+                # The first run's own period: a run made by hand or by the schedule.
+                first_run_at=_parse(first.fire_time or first.started_at) if first else None,
                 last_recorded_fire=_parse(last_fire) if last_fire else None,
             )
             for missed in plan.skipped:
