@@ -30,6 +30,11 @@ REPO = "acme/trading"
 
 @pytest.fixture
 def github() -> Iterator[FakeGitHub]:
+    yield from serve_github()
+
+
+def serve_github() -> Iterator[FakeGitHub]:
+    """A loopback GitHub with a PR merged yesterday and one merged two months ago."""
     fake = trading_repo(FakeGitHub(), REPO)
     now = datetime.now(UTC).replace(microsecond=0)
     fake.add_pull(

@@ -218,6 +218,10 @@ class CheckinService:
                 outcome = await self.run(entry.name, trigger="catch-up", period=plan.make_up)
                 self._log(outcome)
                 outcomes.append(outcome)
+        made_up = sum(1 for o in outcomes if o.status != "skipped")
+        log.info(
+            "check-in catch-up at start: %d made up, %d skipped", made_up, len(outcomes) - made_up
+        )
         return outcomes
 
     # internals ---------------------------------------------------------------------
