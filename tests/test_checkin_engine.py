@@ -319,3 +319,54 @@ async def test_the_scheduler_fires_the_real_job_on_the_loop(
         scheduler.shutdown(wait=False)
         await service.aclose()
         await core.aclose()
+
+
+def command_msg(text: str, user: str = "U1", channel: str = CHANNEL) -> IncomingMessage:
+    return IncomingMessage(
+        "slack", TEAM_ID, channel, channel, user, text, f"cmd:{user}:{text}:{channel}"
+    )
+
+
+async def test_checkin_command_lists_this_channels_check_ins(env: Env) -> None:
+    reply = await env.core.consultant.handle(command_msg("!checkin"))
+    assert reply is not None and reply.kind == "command"
+    assert "weekly-architecture: slack channel" in reply.text and "next: " in reply.text
+    assert "last: never run" in reply.text
+    elsewhere = await env.core.consultant.handle(command_msg("!checkin", channel="C0OTHER01"))
+    assert (
+        elsewhere is not None and "No check-ins are configured for this channel" in elsewhere.text
+    )
+
+
+async def test_checkin_name_posts_now_for_admins_only(
+    tmp_path: Path, github: FakeGitHub, fake_slack: FakeSlack
+) -> None:
+    settings = settings_for(tmp_path, github, fake_slack)
+    settings.access.admins = ["UADMIN"]
+    core = build_core(settings, secrets_for(None))
+    core.services.checkins = service = checkin_service(core)
+    try:
+        refused = await core.consultant.handle(
+            command_msg("!checkin weekly-architecture", user="U1")
+        )
+        assert refused is not None and "Only admins" in refused.text
+        assert top_level(fake_slack) == []
+        posted = await core.consultant.handle(
+            command_msg("!checkin weekly-architecture", user="UADMIN")
+        )
+        assert posted is not None and "weekly-architecture: posted for" in posted.text
+        assert len(top_level(fake_slack)) == 1
+        again = await core.consultant.handle(
+            command_msg("!checkin weekly-architecture", user="UADMIN")
+        )
+        assert again is not None and "already posted" in again.text
+        unknown = await core.consultant.handle(command_msg("!checkin nope", user="UADMIN"))
+        assert unknown is not None and "no check-in named `nope`" in unknown.text.lower()
+        listed = await core.consultant.handle(command_msg("!checkin"))
+        assert (
+            listed is not None and "last: posted: https://acme.slack.com/archives/" in listed.text
+        )
+    finally:
+        await service.aclose()
+        await core.aclose()
+    assert len(top_level(fake_slack)) == 1
