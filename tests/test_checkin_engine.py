@@ -321,9 +321,12 @@ async def test_the_scheduler_fires_the_real_job_on_the_loop(
         await core.aclose()
 
 
+_deliveries = iter(range(1, 1_000_000))
+
+
 def command_msg(text: str, user: str = "U1", channel: str = CHANNEL) -> IncomingMessage:
     return IncomingMessage(
-        "slack", TEAM_ID, channel, channel, user, text, f"cmd:{user}:{text}:{channel}"
+        "slack", TEAM_ID, channel, channel, user, text, f"cmd:{next(_deliveries)}"
     )
 
 
