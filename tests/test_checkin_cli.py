@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +18,7 @@ from tests.conftest import clean_env, free_port, run_cli, wait_until
 from tests.fakes.fake_anthropic import FakeAnthropic
 from tests.fakes.fake_discord import FakeDiscord
 from tests.fakes.fake_github import FakeGitHub
-from tests.fakes.fake_slack import TEAM_ID, FakeSlack
+from tests.fakes.fake_slack import TEAM_ID, FakeSlack, event_body, event_request
 from tests.test_checkin_engine import CHANNEL, REPO, serve_github
 
 NAME = "weekly-architecture"
@@ -215,7 +216,8 @@ class Running:
     """`archbot run` (Slack, HTTP mode) as a subprocess with its log in a file."""
 
     def __init__(self, tmp: Path, env: dict[str, str]) -> None:
-        self.log_path = tmp / f"run-{free_port()}.log"
+        self.port = free_port()
+        self.log_path = tmp / f"run-{self.port}.log"
         self.log = self.log_path.open("w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bot", "run"],
@@ -226,7 +228,7 @@ class Running:
                 **env,
                 ARCHBOT_SLACK__ENABLED="true",
                 ARCHBOT_SLACK__MODE="http",
-                ARCHBOT_SLACK__PORT=str(free_port()),
+                ARCHBOT_SLACK__PORT=str(self.port),
                 SLACK_SIGNING_SECRET="test-secret-not-real",
             ),
         )
@@ -297,3 +299,43 @@ def test_a_run_missed_while_down_is_made_up_once_at_start(
             assert bot.stop() == 0
     [message] = top_level(fake_slack)
     assert f"{fired:%Y-%m-%d %H:%M} UTC" in message.text
+
+
+def test_a_reply_in_the_check_in_thread_is_answered_without_a_mention(
+    tmp_path: Path, fake_slack: FakeSlack, github: FakeGitHub, fake_anthropic: FakeAnthropic
+) -> None:
+    write_config(tmp_path)
+    env = env_for(tmp_path, fake_slack, github, fake_anthropic)
+    fake_anthropic.reply_text("Suggested focus: backpressure in the Kafka consumer.")
+    assert run_cli(["checkin", "run", NAME], cwd=tmp_path, env=env).returncode == 0
+    [checkin] = top_level(fake_slack)
+    bot = Running(tmp_path, env)
+    try:
+        bot.wait_for("archbot ready")
+        fake_anthropic.reply_text("Use a bounded queue between the consumer and the writer.")
+        body = event_body(
+            "message_thread_followup",
+            channel=CHANNEL,
+            thread_ts=checkin.ts,
+            text="How do we start?",
+        )
+        raw, headers = event_request(body, "test-secret-not-real")
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{bot.port}/slack/events", data=raw, headers=headers, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        answer = wait_until(
+            lambda: [
+                m for m in fake_slack.thread_messages(CHANNEL, checkin.ts) if m.ts != checkin.ts
+            ],
+            "the answer in the check-in thread",
+            proc=bot.proc,
+        )
+        assert "bounded queue" in answer[0].text
+    finally:
+        assert bot.stop() == 0
+    request_messages = fake_anthropic.message_requests[-1].body["messages"]
+    assert "Stream ticks through Kafka" in str(request_messages[0])  # the check-in starts it
+    assert "backpressure in the Kafka consumer" in str(request_messages[1])
+    assert "How do we start?" in str(request_messages[-1])
