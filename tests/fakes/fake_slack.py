@@ -445,21 +445,6 @@ def event_request(
     return raw, headers
 
 
-def main() -> None:
-    """`python -m tests.fakes.fake_slack --port 8766`: serve the fake Web API for manual runs."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description="fake Slack Web API on 127.0.0.1")
-    parser.add_argument("--port", type=int, default=8766)
-    args = parser.parse_args()
-    fake = FakeSlack(url=f"http://127.0.0.1:{args.port}")
-    web.run_app(fake.app(), host="127.0.0.1", port=args.port, access_log=None)
-
-
-if __name__ == "__main__":
-    main()
-
-
 # chat.getPermalink, as Slack answers it (check-ins record the posted message's link). ----------
 
 _answer_before_permalinks = FakeSlack._answer
@@ -481,3 +466,18 @@ def _answer_with_permalinks(self: FakeSlack, method: str, args: dict[str, Any]) 
 
 
 FakeSlack._answer = _answer_with_permalinks  # type: ignore[method-assign]
+
+
+def main() -> None:
+    """`python -m tests.fakes.fake_slack --port 8766`: serve the fake Web API for manual runs."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="fake Slack Web API on 127.0.0.1")
+    parser.add_argument("--port", type=int, default=8766)
+    args = parser.parse_args()
+    fake = FakeSlack(url=f"http://127.0.0.1:{args.port}")
+    web.run_app(fake.app(), host="127.0.0.1", port=args.port, access_log=None)
+
+
+if __name__ == "__main__":
+    main()
