@@ -82,7 +82,9 @@ async def create_poster(settings: Settings, secrets: Secrets) -> DiscordCheckinP
     if token is None or not token.get_secret_value():
         raise ArchbotError("DISCORD_TOKEN is not set: put the bot token in the environment")
     configure_api(settings.discord.api_url)
-    client = discord.Client(intents=discord.Intents.none(), allowed_mentions=NO_PINGS)
+    # No voice here; and the guilds intent only keeps discord.py from warning (no gateway).
+    discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
+    client = discord.Client(intents=discord.Intents(guilds=True), allowed_mentions=NO_PINGS)
     try:
         await client.login(token.get_secret_value())
     except Exception as exc:
