@@ -810,12 +810,12 @@ class Store:
         ).fetchone()
         return _checkin_run(row) if row else None
 
-    def rekey_thread(self, thread_id: int, key: str, thread: str) -> ThreadRow:
+    def rekey_thread(self, thread_id: int, key: str, platform: str, thread: str) -> ThreadRow:
         """Give a thread its platform identity once known (a check-in prepared before posting)."""
         self.conn.execute(
-            "UPDATE threads SET key = ?, thread = ?, joined_at = coalesce(joined_at, ?)"
-            " WHERE id = ?",
-            (key, thread, utcnow(), thread_id),
+            "UPDATE threads SET key = ?, platform = ?, thread = ?,"
+            " joined_at = coalesce(joined_at, ?) WHERE id = ?",
+            (key, platform, thread, utcnow(), thread_id),
         )
         return self.get_thread_by_id(thread_id)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from adapters.runner import checkin_service
+from adapters.slack.checkin import create_poster
 from bot.app import Core, build_core
 from bot.checkins import content
 from bot.checkins.engine import CheckinService
@@ -373,3 +375,29 @@ async def test_checkin_name_posts_now_for_admins_only(
         await service.aclose()
         await core.aclose()
     assert len(top_level(fake_slack)) == 1
+
+
+async def test_a_review_interrupted_by_a_crash_is_not_posted_by_recovery(
+    tmp_path: Path, github: FakeGitHub, fake_slack: FakeSlack, fake_anthropic: FakeAnthropic
+) -> None:
+
+    settings = settings_for(tmp_path, github, fake_slack)
+    fake_anthropic.latency = 3.0  # the review is still being written when the process dies
+    core = build_core(settings, secrets_for(fake_anthropic))
+    service = checkin_service(core)
+    running = asyncio.create_task(service.run("weekly-architecture"))
+    await eventually(lambda: fake_anthropic.message_requests, "the review's model call")
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    await service.aclose()
+    await core.aclose()
+    fake_anthropic.latency = 0.0
+    restarted = build_core(settings, secrets_for(fake_anthropic))
+    try:
+        poster = await create_poster(settings, secrets_for(None))
+        answered = await restarted.consultant.recover_pending({"slack": poster.outbox})
+    finally:
+        await restarted.aclose()
+    assert answered == 0
+    assert fake_slack.calls_of("chat.postMessage") == []

@@ -39,6 +39,7 @@ FIRST_RUN_WINDOW = timedelta(days=7)
 BACKOFF_SECONDS: tuple[float, ...] = (0.5, 1.0, 2.0)
 CHECKIN_USER = "archbot-checkin"  # who the review turn belongs to (usage ledger, budget)
 ERROR_LIMIT = 300
+PENDING_PLATFORM = "checkin-pending"  # a check-in thread's platform until its message is posted
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +259,9 @@ class CheckinService:
         with self.store.transaction():
             thread = self.store.ensure_thread(
                 pending_key,
-                platform=entry.platform,
+                # Not a platform until posted: recovery at start (after a crash mid-review)
+                # finds no outbox for it, so nothing is posted to a thread that does not exist.
+                platform=PENDING_PLATFORM,
                 workspace=workspace,
                 channel=entry.channel,
                 thread=f"checkin-run-{run_id}",
@@ -299,7 +302,7 @@ class CheckinService:
         with self.store.transaction():
             existing = self.store.get_thread(real_key)
             if existing is None:
-                self.store.rekey_thread(thread.id, real_key, posted.thread)
+                self.store.rekey_thread(thread.id, real_key, entry.platform, posted.thread)
             self.store.finish_checkin_run(
                 run_id,
                 status="posted",
