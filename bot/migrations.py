@@ -159,7 +159,7 @@ def m004_turn_recovery_claims(db: Database) -> None:
 
 
 @migrations()
-def m005_checkin_runs_detail(db: Database) -> None:
+def m006_checkin_runs_detail(db: Database) -> None:
     # A check-in run records what it posted (so `checkin list` can link it), how
     # many posting attempts it took, which fire time it belongs to and who holds it.
     db.execute("ALTER TABLE checkin_runs ADD COLUMN fire_time TEXT")
