@@ -22,12 +22,27 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.app import Core, build_core
+from bot.checkins.engine import CheckinPoster, CheckinService
+from bot.checkins.scheduler import build_scheduler, describe_jobs
 from bot.ports import PLATFORM_ADAPTERS, PlatformAdapter
 from bot.settings import Secrets, Settings
 
 log = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 10.0
+
+
+def checkin_service(core: Core) -> CheckinService:
+    """The check-in engine for this core, posting through each platform's REST poster."""
+
+    async def posters(platform: str) -> CheckinPoster:
+        module = importlib.import_module(f"adapters.{platform}.checkin")
+        poster: CheckinPoster = await module.create_poster(core.settings, core.secrets)
+        return poster
+
+    return CheckinService(
+        core.settings, core.secrets, core.store, core.consultant, core.services, posters
+    )
 
 
 def create_adapters(core: Core) -> list[PlatformAdapter]:
@@ -73,6 +88,13 @@ async def run_forever(
             stop_metrics = start_metrics_server(settings.metrics.port)
         outboxes = {a.platform: a.outbox for a in adapters}
         recovery = asyncio.create_task(core.consultant.recover_pending(outboxes))
+        checkins = core.services.checkins = checkin_service(core)
+        scheduler = build_scheduler(checkins)
+        scheduler.start()
+        for line in describe_jobs(scheduler):
+            log.info("check-in scheduled: %s", line)
+        # Made-up runs post in the background: start-up does not wait for the model.
+        catch_up = asyncio.create_task(checkins.catch_up())
         log.info(
             "archbot ready in %.2fs (%s)",
             time.perf_counter() - started,
@@ -86,9 +108,12 @@ async def run_forever(
         # One deadline for the whole shutdown, however long the adapters took.
         if not await core.consultant.drain(max(0.0, deadline - time.monotonic())):
             log.warning("some turns were still running at shutdown; they resume at next start")
-        recovery.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await recovery
+        scheduler.shutdown(wait=False)
+        for task in (recovery, catch_up):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await checkins.aclose()
         return exit_code
     finally:
         for adapter in started_adapters:

@@ -47,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--thread", default="default", help="conversation name (default: default)")
 
     sub.add_parser("run", help="run the enabled Slack/Discord adapters and check-ins until stopped")
+    checkin = sub.add_parser("checkin", help="list the check-ins, or post one now")
+    checkin_sub = checkin.add_subparsers(dest="checkin_command", metavar="ACTION", required=True)
+    checkin_sub.add_parser("list", help="each check-in's next fire time and last run")
+    checkin_run = checkin_sub.add_parser("run", help="post a check-in now (once per period)")
+    checkin_run.add_argument("name", help="the check-in's name in [[checkins]]")
+    checkin_run.add_argument(
+        "--force", action="store_true", help="post even if this period already has a check-in"
+    )
     sub.add_parser("doctor", help="check the config and reach every configured service")
     sub.add_parser("init", help="write archbot.toml from the example (never overwrites)")
     adr = sub.add_parser("adr", help="decision records written by !adr")
@@ -114,12 +122,19 @@ async def cmd_chat(args: argparse.Namespace, settings: Settings, secrets: Secret
     from bot.app import build_core
 
     core = build_core(settings, secrets)
+    service = None
+    if settings.checkins:  # `!checkin NAME` in the console posts through the platform's REST API
+        from adapters.runner import checkin_service
+
+        service = core.services.checkins = checkin_service(core)
     try:
         if sys.stdin.isatty():
             return await repl(core.consultant, args.thread, sys.stdout)
         text = sys.stdin.read()
         return await answer_once(core.consultant, text, args.thread, sys.stdout)
     finally:
+        if service is not None:
+            await service.aclose()
         await core.aclose()
 
 
@@ -220,9 +235,43 @@ async def cmd_eval(args: argparse.Namespace, settings: Settings, secrets: Secret
     return 0
 
 
+async def cmd_checkin(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> int:
+    """`checkin list` (schedule and last runs) and `checkin run NAME [--force]` (post now)."""
+    if args.checkin_command == "list":
+        from bot.checkins.commands import status_lines
+        from bot.store import Store
+
+        if not settings.checkins:
+            print("no check-ins configured (add a [[checkins]] table to the config)")
+            return 0
+        store = Store.open(settings.storage.path)
+        try:
+            for entry in settings.checkins:
+                print("\n".join(status_lines(entry, store)))
+        finally:
+            store.close()
+        return 0
+    from adapters.runner import checkin_service
+    from bot.app import build_core
+
+    core = build_core(settings, secrets)
+    service = checkin_service(core)
+    try:
+        outcome = await service.run(args.name, force=args.force)
+    finally:
+        await service.aclose()
+        await core.aclose()
+    if outcome.status == "failed":
+        print(f"archbot: checkin {outcome.line()}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(outcome.line())
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings, Secrets], Coroutine[Any, Any, int]]] = {
     "chat": cmd_chat,
     "run": cmd_run,
+    "checkin": cmd_checkin,
     "doctor": cmd_doctor,
     "eval": cmd_eval,
 }

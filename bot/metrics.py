@@ -11,6 +11,7 @@ log = logging.getLogger(__name__)
 
 TURNS = Counter("archbot_turns_total", "Turns answered, by outcome", ["outcome"])
 MODEL_TOKENS = Counter("archbot_model_tokens_total", "Model tokens, by kind", ["kind"])
+CHECKINS = Counter("archbot_checkins_total", "Check-in runs, by outcome", ["outcome"])
 
 
 def start_metrics_server(port: int, addr: str = "0.0.0.0") -> Callable[[], None]:

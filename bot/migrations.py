@@ -224,3 +224,16 @@ def m007_answer_feedback(db: Database) -> None:
         CREATE INDEX feedback_updated ON feedback(updated_at);
         """
     )
+
+
+@migrations()
+def m008_checkin_runs_detail(db: Database) -> None:
+    # A check-in run records what it posted (so `checkin list` can link it), how
+    # many posting attempts it took, which fire time it belongs to and who holds it.
+    db.execute("ALTER TABLE checkin_runs ADD COLUMN fire_time TEXT")
+    db.execute("ALTER TABLE checkin_runs ADD COLUMN trigger TEXT NOT NULL DEFAULT 'manual'")
+    db.execute("ALTER TABLE checkin_runs ADD COLUMN message_id TEXT")
+    db.execute("ALTER TABLE checkin_runs ADD COLUMN permalink TEXT")
+    db.execute("ALTER TABLE checkin_runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE checkin_runs ADD COLUMN claimed_by TEXT")
+    db.execute("CREATE INDEX checkin_runs_name ON checkin_runs(name, started_at)")

@@ -52,3 +52,11 @@ class PlatformAdapter(Protocol):
         Raise `ArchbotError` with a readable message when it cannot.
         """
         ...
+
+
+class CheckinRunner(Protocol):
+    """Posts a configured check-in now (`!checkin NAME`); given to the core by the composition root."""
+
+    async def run_now(self, name: str, *, force: bool = False, requested_by: str = "") -> str:
+        """Run the check-in for its current period; one line saying what happened."""
+        ...

@@ -708,6 +708,156 @@ class Store:
         ).fetchall()
         return {str(r[0]) for r in rows}
 
+    # check-in runs -------------------------------------------------------------------
+
+    def claim_checkin_run(
+        self, name: str, period: str, fire_time: str, *, trigger: str
+    ) -> tuple[int | None, CheckinRun | None]:
+        """Claim `(name, period)` for this process: (run id, None), or (None, the run holding it).
+
+        Under a write lock, so of two processes exactly one wins. A failed run, or
+        one left `running` by a process that died, may be claimed again.
+        """
+        now = datetime.now(UTC)
+        stale = (now - CHECKIN_RUN_LEASE).isoformat(timespec="microseconds")
+        with self.transaction():
+            existing = self._checkin_run_where("name = ? AND period = ?", (name, period))
+            if existing is None:
+                cur = self.conn.execute(
+                    "INSERT INTO checkin_runs (name, period, status, started_at, fire_time,"
+                    " trigger, claimed_by) VALUES (?, ?, 'running', ?, ?, ?, ?)",
+                    (
+                        name,
+                        period,
+                        now.isoformat(timespec="microseconds"),
+                        fire_time,
+                        trigger,
+                        self.owner,
+                    ),
+                )
+                return int(cur.lastrowid or 0), None
+            retry = existing.status == "failed" or (
+                existing.status == "running" and existing.started_at < stale
+            )
+            if not retry:
+                return None, existing
+            self.conn.execute(
+                "UPDATE checkin_runs SET status = 'running', error = NULL, started_at = ?,"
+                " finished_at = NULL, trigger = ?, claimed_by = ?, attempts = 0 WHERE id = ?",
+                (now.isoformat(timespec="microseconds"), trigger, self.owner, existing.id),
+            )
+            return existing.id, None
+
+    def record_skipped_checkin(self, name: str, period: str, fire_time: str, reason: str) -> bool:
+        """Record a missed period that is not made up; False when it already has a run."""
+        now = utcnow()
+        cur = self.conn.execute(
+            "INSERT INTO checkin_runs (name, period, status, error, started_at, finished_at,"
+            " fire_time, trigger) VALUES (?, ?, 'skipped', ?, ?, ?, ?, 'catch-up')"
+            " ON CONFLICT(name, period) DO NOTHING",
+            (name, period, reason, now, now, fire_time),
+        )
+        return cur.rowcount == 1
+
+    def finish_checkin_run(
+        self,
+        run_id: int,
+        *,
+        status: str,
+        attempts: int,
+        error: str | None = None,
+        thread_key: str | None = None,
+        message_id: str | None = None,
+        permalink: str | None = None,
+    ) -> None:
+        """Close a claimed run as `posted` or `failed`, with what it posted or why it failed."""
+        self.conn.execute(
+            "UPDATE checkin_runs SET status = ?, error = ?, thread_key = ?, message_id = ?,"
+            " permalink = ?, attempts = ?, finished_at = ? WHERE id = ?",
+            (status, error, thread_key, message_id, permalink, attempts, utcnow(), run_id),
+        )
+
+    def checkin_runs(self, name: str, limit: int = 20) -> list[CheckinRun]:
+        """A check-in's runs, newest first."""
+        rows = self.conn.execute(
+            "SELECT * FROM checkin_runs WHERE name = ? ORDER BY started_at DESC, id DESC LIMIT ?",
+            (name, limit),
+        ).fetchall()
+        return [_checkin_run(r) for r in rows]
+
+    def last_posted_checkin(self, name: str) -> CheckinRun | None:
+        """The check-in's latest successful run."""
+        return self._checkin_run_where(
+            "name = ? AND status = 'posted' ORDER BY started_at DESC, id DESC", (name,)
+        )
+
+    def first_checkin_run(self, name: str) -> CheckinRun | None:
+        """The check-in's earliest run that did something (posted or tried to)."""
+        return self._checkin_run_where(
+            "name = ? AND status != 'skipped' ORDER BY started_at, id", (name,)
+        )
+
+    def latest_checkin_fire_time(self, name: str) -> str | None:
+        """The newest fire time any run of this check-in (posted, failed or skipped) belongs to."""
+        row = self.conn.execute(
+            "SELECT max(fire_time) FROM checkin_runs WHERE name = ?", (name,)
+        ).fetchone()
+        return str(row[0]) if row and row[0] else None
+
+    def _checkin_run_where(self, where: str, params: tuple[Any, ...]) -> CheckinRun | None:
+        row = self.conn.execute(
+            f"SELECT * FROM checkin_runs WHERE {where} LIMIT 1", params
+        ).fetchone()
+        return _checkin_run(row) if row else None
+
+    def rekey_thread(self, thread_id: int, key: str, platform: str, thread: str) -> ThreadRow:
+        """Give a thread its platform identity once known (a check-in prepared before posting)."""
+        self.conn.execute(
+            "UPDATE threads SET key = ?, platform = ?, thread = ?,"
+            " joined_at = coalesce(joined_at, ?) WHERE id = ?",
+            (key, platform, thread, utcnow(), thread_id),
+        )
+        return self.get_thread_by_id(thread_id)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckinRun:
+    id: int
+    name: str
+    period: str
+    status: str  # running | posted | failed | skipped
+    error: str | None
+    thread_key: str | None
+    started_at: str
+    finished_at: str | None
+    fire_time: str | None
+    trigger: str
+    message_id: str | None
+    permalink: str | None
+    attempts: int
+
+
+# A run still `running` after this long belongs to a process that died mid-run.
+CHECKIN_RUN_LEASE = timedelta(minutes=15)
+
+
+def _checkin_run(row: sqlite3.Row) -> CheckinRun:
+    return CheckinRun(
+        id=row["id"],
+        name=row["name"],
+        period=row["period"],
+        status=row["status"],
+        error=row["error"],
+        thread_key=row["thread_key"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        fire_time=row["fire_time"],
+        trigger=row["trigger"],
+        message_id=row["message_id"],
+        permalink=row["permalink"],
+        attempts=row["attempts"],
+    )
+
 
 def day_start(now: datetime | None = None) -> datetime:
     """Midnight UTC of today (the daily budget's window)."""

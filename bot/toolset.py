@@ -5,6 +5,7 @@ Add a new tool module here.
 
 from __future__ import annotations
 
+import bot.checkins.commands
 import bot.commands
 import bot.decisions.commands
 import bot.repo_commands
@@ -17,6 +18,7 @@ from bot.tools import registry as tools
 
 __all__ = ["commands", "tools"]
 _ = (
+    bot.checkins.commands,
     bot.commands,
     bot.decisions.commands,
     bot.repo_commands,

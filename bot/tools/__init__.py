@@ -27,6 +27,7 @@ from bot.redact import Redactor, secret_values
 if TYPE_CHECKING:
     from bot.github import GitHubClient
     from bot.llm import ModelClient
+    from bot.ports import CheckinRunner
     from bot.settings import Secrets, Settings
     from bot.store import Store, ThreadRow
     from bot.web import WebFetcher
@@ -43,6 +44,7 @@ class Services:
     model: ModelClient | None = None
     github: GitHubClient | None = None
     web: WebFetcher | None = None
+    checkins: CheckinRunner | None = None  # set where check-ins can post (archbot run, chat)
 
 
 @dataclass

@@ -524,7 +524,12 @@ class FakeSlack:
             channel, ts = str(args.get("channel") or ""), str(args.get("message_ts") or "")
             if not channel or not ts:
                 return {"ok": False, "error": "invalid_arguments"}
+            found = self.message(channel, ts)
+            if found is None:
+                return {"ok": False, "error": "message_not_found"}
             link = f"https://acme.slack.com/archives/{channel}/p{ts.replace('.', '')}"
+            if found.thread_ts and found.thread_ts != ts:
+                link += f"?thread_ts={found.thread_ts}&cid={channel}"
             return {"ok": True, "channel": channel, "permalink": link}
         if "files:write" not in self.scopes:
             return {

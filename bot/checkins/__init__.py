@@ -1,0 +1,1 @@
+"""Weekly architecture check-ins: trigger maths, the run engine, the scheduler, `!checkin`."""
