@@ -397,6 +397,10 @@ class Consultant:
         finally:
             self._locks.release_slot(key)
 
+    async def answer_stored_turn(self, thread_key: str, turn_id: int) -> Reply:
+        """Answer a turn stored by another part of the core (a check-in's review), in order."""
+        return await self._locked_turn(thread_key, turn_id)
+
     async def _locked_turn(self, key: str, turn_id: int, on_text: TextSink | None = None) -> Reply:
         async with self._thread_order(key):
             token = correlation_id.set(f"turn-{turn_id}")

@@ -361,7 +361,7 @@ class CheckinService:
                 text="(weekly check-in)",
                 content=[{"type": "text", "text": brief}],
             )
-        reply = await self.consultant._locked_turn(thread.key, turn_id)
+        reply = await self.consultant.answer_stored_turn(thread.key, turn_id)
         self.store.mark_posted(turn_id)  # it goes out inside the check-in message
         if reply.kind != "answer":
             return content.MODEL_FAILED_LINE
