@@ -31,3 +31,20 @@ async def test_adr_is_posted_with_the_record_attached(bot: Running) -> None:
     messages: list[dict[str, Any]] = fake.messages[thread_id]
     assert messages[-1]["attachments"][0]["filename"] == name
     assert "Discussion: https://discord.com/channels/" in text
+
+
+async def test_the_adr_slash_command_attaches_the_record(bot: Running) -> None:
+    fake, model = bot.discord, bot.model
+    model.reply_text("Parquet on S3, partitioned by day: agreed.")
+    sent = fake.message(f"<@{fake.bot_id}> where do we keep 2 TB of ticks?", mention_bot=True)
+    thread_id = sent["id"]
+    await eventually(lambda: bot_posts(fake, thread_id), "the answer")
+    model.reply_tool_use("record_decision", STORAGE_DECISION)
+    fake.interaction([{"name": "adr", "type": 1, "options": []}], channel_id=thread_id)
+
+    def attached() -> list[tuple[str, str, bytes]]:
+        return [f for f in fake.files if f[0] == "interaction"]
+
+    [(_, name, content)] = await eventually(attached, "the attachment on the interaction answer")
+    assert name == "0001-store-ticks-as-parquet-on-s3-partitioned-by-day.md"
+    assert content.decode().startswith("# 1. Store ticks as Parquet on S3")

@@ -17,7 +17,13 @@ from discord.gateway import DiscordWebSocket
 
 from adapters.discord.commands import ArchbotCommands
 from adapters.discord.connect import configure_api, describe_connect_error, skip_unparsable
-from adapters.discord.outbox import MESSAGE_LIMIT, NO_PINGS, DiscordOutbox, Sendable
+from adapters.discord.outbox import (
+    MESSAGE_LIMIT,
+    NO_PINGS,
+    DiscordOutbox,
+    Sendable,
+    discord_files,
+)
 from adapters.discord.translate import (
     context_from_messages,
     incoming_from_interaction,
@@ -250,12 +256,15 @@ class ArchbotClient(discord.Client):
         reply = await work
         body = reply.text if reply is not None else NOT_ALLOWED
         parts = split_markdown(body, MESSAGE_LIMIT) or [body]
-        if interaction.response.is_done():
-            for part in parts:
-                await interaction.followup.send(part, allowed_mentions=NO_PINGS)
-        else:
-            await interaction.response.send_message(parts[0], allowed_mentions=NO_PINGS)
-            for part in parts[1:]:
-                await interaction.followup.send(part, allowed_mentions=NO_PINGS)
+        files = reply.files if reply is not None else ()
+        for number, part in enumerate(parts, 1):
+            # A reply's files (an ADR's .md) ride on its last part, as in a thread.
+            attached = discord_files(files) if number == len(parts) else []
+            if number == 1 and not interaction.response.is_done():
+                await interaction.response.send_message(
+                    part, allowed_mentions=NO_PINGS, files=attached
+                )
+            else:
+                await interaction.followup.send(part, allowed_mentions=NO_PINGS, files=attached)
         if reply is not None:
             consultant.mark_delivered(reply)

@@ -67,3 +67,14 @@ class ArchbotCommands(app_commands.Group):
     async def checkin(self, interaction: discord.Interaction[Any], name: str | None = None) -> None:
         """`!checkin [NAME]`."""
         await self.client.run_command(interaction, command_text("checkin", name))
+
+    @app_commands.command(name="summary", description="Decisions, open questions and todos")
+    async def summary(self, interaction: discord.Interaction[Any]) -> None:
+        """`!summary`."""
+        await self.client.run_command(interaction, command_text("summary"))
+
+    @app_commands.command(name="adr", description="Write this thread's decision as an ADR")
+    @app_commands.describe(record="`list` for this channel's records, or a record's number")
+    async def adr(self, interaction: discord.Interaction[Any], record: str | None = None) -> None:
+        """`!adr [list | N]`."""
+        await self.client.run_command(interaction, command_text("adr", record))

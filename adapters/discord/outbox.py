@@ -100,8 +100,12 @@ async def _send(
     """One message, with `files` as attachments (fresh File objects: a send consumes them)."""
     if not files:
         return await target.send(part, allowed_mentions=NO_PINGS)
-    attached = [discord.File(io.BytesIO(f.content), filename=f.name) for f in files]
-    return await target.send(part, allowed_mentions=NO_PINGS, files=attached)
+    return await target.send(part, allowed_mentions=NO_PINGS, files=discord_files(files))
+
+
+def discord_files(files: Sequence[ReplyFile]) -> list[discord.File]:
+    """Fresh discord.File objects for a reply's files (a send consumes them)."""
+    return [discord.File(io.BytesIO(f.content), filename=f.name) for f in files[:MAX_FILES]]
 
 
 class _LinkedParent:

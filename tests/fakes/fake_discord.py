@@ -670,8 +670,16 @@ class FakeDiscord:
         self.channels[cid] = data
         return json_response(data)
 
+    async def _interaction_body(self, request: web.Request) -> dict[str, Any]:
+        """An interaction answer's JSON; its attachments (multipart) are kept in `files`."""
+        if request.content_type != "multipart/form-data":
+            return dict(await _json(request) or {})
+        body, files = await _multipart_message(request)
+        self.files.extend(("interaction", name, data) for name, data in files)
+        return body
+
     async def _interaction_callback(self, request: web.Request) -> web.Response:
-        body = await _json(request) or {}
+        body = await self._interaction_body(request)
         kind = body.get("type", 4)
         resource: dict[str, Any] = {"type": kind}
         if kind == 4:
@@ -691,7 +699,7 @@ class FakeDiscord:
         )
 
     async def _followup(self, request: web.Request) -> web.Response:
-        body = await _json(request) or {}
+        body = await self._interaction_body(request)
         return json_response(
             self.message_payload("0", body.get("content", ""), self.bot_user, guild=False)
         )
