@@ -172,3 +172,25 @@ def m005_slack_users(db: Database) -> None:
         )
         """
     )
+
+
+@migrations()
+def m006_extension_calls(db: Database) -> None:
+    # The usage ledger's side for extensions: one row per MCP tool call, so
+    # operators see which team servers the architect leans on (and how often they fail).
+    db.execute(
+        """
+        CREATE TABLE extension_calls (
+            id INTEGER PRIMARY KEY,
+            thread_id INTEGER,
+            channel_key TEXT NOT NULL,
+            user TEXT NOT NULL,
+            server TEXT NOT NULL,
+            tool TEXT NOT NULL,
+            is_error INTEGER NOT NULL,
+            latency_ms INTEGER NOT NULL,
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX extension_calls_channel ON extension_calls(channel_key, created_at)")
