@@ -6,6 +6,7 @@ Add a new tool module here.
 from __future__ import annotations
 
 import bot.commands
+import bot.extension_commands
 import bot.repo_commands
 import bot.tools.delegate
 import bot.tools.repo
@@ -17,6 +18,7 @@ from bot.tools import registry as tools
 __all__ = ["commands", "tools"]
 _ = (
     bot.commands,
+    bot.extension_commands,
     bot.repo_commands,
     bot.tools.delegate,
     bot.tools.repo,

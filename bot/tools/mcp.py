@@ -375,6 +375,8 @@ def _describe(exc: BaseException, timeout_text: str) -> str:
         exc = exc.exceptions[0]
     if isinstance(exc, TimeoutError):
         return timeout_text
+    if isinstance(exc, MCPError) and exc.code == CONNECTION_CLOSED:
+        return "the server exited or closed the connection"
     if isinstance(exc, ServerUnavailable | MCPError):
         return str(exc)
     text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
