@@ -204,11 +204,7 @@ class McpServer:
                 self._retry_at = 0.0  # found before a call: restart now
             wait = self._retry_at - time.monotonic()
             if self.state == "failed" and wait > 0:
-                raise ServerUnavailable(
-                    f"{self.error}; next start attempt in {wait:.0f} s"
-                    if wait >= 1
-                    else str(self.error)
-                )
+                raise ServerUnavailable(f"{self.error}; next start attempt in {wait:.1f} s")
             return await self._start()
 
     async def _start(self) -> Client:
