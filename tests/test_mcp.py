@@ -31,7 +31,8 @@ from bot.tools.mcp import (
     offered_name,
 )
 from bot.toolset import tools
-from tests.conftest import REPO_ROOT, free_port, make_secrets, make_settings, wait_until
+from tests.conftest import REPO_ROOT, make_secrets, make_settings, wait_until
+from tests.fakes.mcp_server import http_server_process
 
 SERVER = str(REPO_ROOT / "tests" / "fakes" / "mcp_server.py")
 API_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -302,28 +303,10 @@ async def test_a_server_that_cannot_start_costs_only_its_own_tools(
 
 
 @pytest.fixture
-def http_server(tmp_path: Path) -> Iterator[str]:
+def http_server() -> Iterator[str]:
     """The test server over streamable HTTP on 127.0.0.1, behind a bearer token."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, SERVER, "--http", str(port), "--require-header", "Authorization"],
-        env={**os.environ, "EXPECTED_HEADER_VALUE": "Bearer test-token-not-real"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_until(lambda: _listening(port), "the HTTP MCP server", proc=proc)  # type: ignore[arg-type]
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def _listening(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
+    with http_server_process("Bearer test-token-not-real") as url:
+        yield url
 
 
 async def test_streamable_http_server_with_headers_from_env(

@@ -13,9 +13,11 @@ so a test can see what reached the server.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
@@ -99,6 +101,38 @@ def delete_everything() -> str:
     """A tool no archbot config should allow."""
     _log("delete_everything")
     return "deleted"
+
+
+@contextlib.contextmanager
+def http_server_process(token: str) -> Iterator[str]:
+    """Run this server over streamable HTTP on 127.0.0.1 behind `Authorization: <token>`."""
+    import socket
+    import subprocess
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+
+    def listening() -> bool:
+        with socket.socket() as s:
+            return s.connect_ex(("127.0.0.1", port)) == 0
+
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--http", str(port), "--require-header", "Authorization"],
+        env={**os.environ, "EXPECTED_HEADER_VALUE": token},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while not listening():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the HTTP MCP test server did not start")
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def main() -> None:
