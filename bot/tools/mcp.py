@@ -323,9 +323,9 @@ class McpServer:
 
     def _failed(self, reason: str) -> None:
         self._failures += 1
-        # The first failure is retried at the next call; then 1, 2, 4 ... 60 s apart.
+        # The first failure is retried at the next call; then 2, 4, 8 ... 60 s apart.
         delay = (
-            0.0 if self._failures == 1 else min(BACKOFF_MAX_SECONDS, 2.0 ** (self._failures - 2))
+            0.0 if self._failures == 1 else min(BACKOFF_MAX_SECONDS, 2.0 ** (self._failures - 1))
         )
         self._retry_at = time.monotonic() + delay
         self.state, self.error = "failed", self.redact(reason)
