@@ -331,7 +331,7 @@ async def test_streamable_http_server_with_headers_from_env(
     finally:
         await ext.aclose()
 
-    for var, problem in (("WRONG", "could not start"), ("UNSET_VAR", "$UNSET_VAR is not set")):
+    for var, problem in (("WRONG", "(HTTP 401)"), ("UNSET_VAR", "$UNSET_VAR is not set")):
         ext = Extensions([server(var)], environ)
         try:
             with pytest.raises(ServerUnavailable, match=re.escape(problem)) as caught:

@@ -147,6 +147,7 @@ class McpServer:
         self._stop: asyncio.Event | None = None
         self._lock = asyncio.Lock()
         self._last_used = 0.0
+        self._http_error: int | None = None  # the SDK's errors do not say which status
 
     # what the child process and the HTTP requests get ----------------------------
 
@@ -214,6 +215,7 @@ class McpServer:
         self._stop = asyncio.Event()
         self._task = asyncio.create_task(self._own_session(ready, self._stop))
         self.starts += 1
+        self._http_error = None
         try:
             async with asyncio.timeout(self.config.timeout_seconds):
                 client = await asyncio.shield(ready)
@@ -221,6 +223,8 @@ class McpServer:
         except BaseException as exc:
             await self._shutdown()
             reason = _describe(exc, f"did not start within {self.config.timeout_seconds:g} s")
+            if self._http_error is not None:
+                reason += f" (HTTP {self._http_error})"
             self._failed(f"could not start: {reason}")
             if isinstance(exc, asyncio.CancelledError):
                 raise
@@ -254,6 +258,7 @@ class McpServer:
                         httpx2.AsyncClient(
                             headers=self._headers(),
                             timeout=httpx2.Timeout(30.0, read=300.0),
+                            event_hooks={"response": [self._note_status]},
                         )
                     )
                     target: Any = streamable_http_client(self.config.url, http_client=http)
@@ -279,6 +284,10 @@ class McpServer:
         finally:
             if not ready.done():
                 ready.set_exception(ServerUnavailable("the session ended before it was ready"))
+
+    async def _note_status(self, response: httpx2.Response) -> None:
+        if response.status_code >= 400:
+            self._http_error = response.status_code
 
     async def _list_tools(self, client: Client) -> list[Any]:
         tools: list[Any] = []
