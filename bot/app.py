@@ -17,6 +17,7 @@ from bot.llm import ModelClient
 from bot.settings import Secrets, Settings, load_secrets
 from bot.store import Store
 from bot.tools import Services
+from bot.tools.mcp import Extensions
 from bot.toolset import commands, tools
 from bot.web import WebFetcher
 
@@ -33,11 +34,12 @@ class Core:
     model: ModelClient
     services: Services
     consultant: Consultant
+    extensions: Extensions | None = None
 
     async def aclose(self) -> None:
         """Close clients and the database."""
         await self.model.aclose()
-        for service in (self.services.github, self.services.web):
+        for service in (self.services.github, self.services.web, self.extensions):
             if service is not None:
                 await service.aclose()
         self.store.close()
@@ -53,10 +55,13 @@ def build_core(
     secrets = secrets or load_secrets()
     store = Store.open(settings.storage.path)
     model = ModelClient(settings.llm, secrets, store, client=client)
+    # Servers start on first use, not here: a slow one must not delay the adapters.
+    extensions = Extensions(settings.mcp_servers) if settings.mcp_servers else None
     services = Services(
         model=model,
         github=create_github_client(settings, secrets, store),
         web=WebFetcher(settings.fetch),
+        extensions=extensions,
     )
     consultant = Consultant(settings, secrets, store, model, tools, commands, services)
-    return Core(settings, secrets, store, model, services, consultant)
+    return Core(settings, secrets, store, model, services, consultant, extensions)

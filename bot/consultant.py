@@ -478,7 +478,6 @@ class Consultant:
         The first, with the sign-off rule applied, is what `sink` passed on.
         """
         rounds = self.settings.llm.max_tool_rounds
-        tool_defs = self.tools.schemas()
         ctx = ToolContext(
             store=self.store,
             settings=self.settings,
@@ -488,6 +487,8 @@ class Consultant:
             services=self.services,
             turn_id=turn_id,
         )
+        # Listed once per turn: extension tools stay the same while their servers run.
+        tool_defs = await self.tools.schemas_for(ctx)
         shown: list[str] = []
         for round_no in range(rounds + 1):
             last_round = round_no == rounds

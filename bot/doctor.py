@@ -12,6 +12,7 @@ from bot.ports import PLATFORM_ADAPTERS
 from bot.redact import Redactor, secret_values
 from bot.settings import Secrets, Settings
 from bot.store import Store
+from bot.tools.mcp import Extensions, ServerUnavailable
 
 CheckResult = tuple[str, str, str]  # (name, "ok" | "FAIL" | "skip", detail)
 
@@ -53,9 +54,33 @@ async def run_checks(settings: Settings, secrets: Secrets) -> list[CheckResult]:
             continue
         results.append(await _platform_check(module_name, label, settings, secrets))
     results.append(await _platform_check("bot.github", "github", settings, secrets, optional=True))
+    results += await check_extensions(settings)
     # Details quote library errors, which may quote a header holding a token.
     redact = Redactor(secret_values(secrets))
     return [(name, status, redact(detail)) for name, status, detail in results]
+
+
+async def check_extensions(settings: Settings) -> list[CheckResult]:
+    """Start each `[[mcp_servers]]` entry, list its tools, and stop it again."""
+    if not settings.mcp_servers:
+        return []
+    extensions = Extensions(settings.mcp_servers)
+    results: list[CheckResult] = []
+    try:
+        for server in extensions.servers:
+            label = f"mcp {server.name}"
+            try:
+                await server.ensure_started()
+            except ServerUnavailable as exc:
+                results.append((label, "FAIL", str(exc)))
+                continue
+            offered = ", ".join(t.tool for t in server.tools) or "none"
+            results.append(
+                (label, "ok", f"{len(server.listed)} tools, {len(server.tools)} allowed: {offered}")
+            )
+    finally:
+        await extensions.aclose()
+    return results
 
 
 async def _platform_check(

@@ -237,3 +237,25 @@ def m008_checkin_runs_detail(db: Database) -> None:
     db.execute("ALTER TABLE checkin_runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
     db.execute("ALTER TABLE checkin_runs ADD COLUMN claimed_by TEXT")
     db.execute("CREATE INDEX checkin_runs_name ON checkin_runs(name, started_at)")
+
+
+@migrations()
+def m009_extension_calls(db: Database) -> None:
+    # The usage ledger's side for extensions: one row per MCP tool call, so
+    # operators see which team servers the architect leans on (and how often they fail).
+    db.execute(
+        """
+        CREATE TABLE extension_calls (
+            id INTEGER PRIMARY KEY,
+            thread_id INTEGER,
+            channel_key TEXT NOT NULL,
+            user TEXT NOT NULL,
+            server TEXT NOT NULL,
+            tool TEXT NOT NULL,
+            is_error INTEGER NOT NULL,
+            latency_ms INTEGER NOT NULL,
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX extension_calls_channel ON extension_calls(channel_key, created_at)")

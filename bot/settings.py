@@ -22,6 +22,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -149,6 +150,58 @@ class CheckinSettings(_Section):
         return value
 
 
+class McpServerSettings(_Section):
+    """One `[[mcp_servers]]` entry: an MCP server over stdio (command) or streamable HTTP (url)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9-]+(_[A-Za-z0-9-]+)*$", max_length=32)
+    command: str = ""
+    args: list[str] = Field(default_factory=list)
+    env: list[str] = Field(default_factory=list)
+    url: str = ""
+    headers_env: dict[str, str] = Field(default_factory=dict)
+    allowed_tools: list[str] = Field(default_factory=lambda: ["*"])
+    channels: list[str] = Field(default_factory=list)
+    timeout_seconds: float = Field(30.0, gt=0, le=600)
+
+    @field_validator("url")
+    @classmethod
+    def _url_shape(cls, value: str) -> str:
+        if value:
+            from urllib.parse import urlsplit
+
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an http:// or https:// URL with a host")
+            if parts.username or parts.password:
+                # Credentials belong in headers_env, read from the environment.
+                raise ValueError("must not carry a user or password: use headers_env")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not name or "=" in name or not name.isprintable() or " " in name:
+                raise ValueError(f"{name!r} is not an environment variable name")
+        return value
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerSettings:
+        if bool(self.command) == bool(self.url):
+            raise ValueError("set either command (stdio) or url (streamable HTTP), not both")
+        if self.headers_env and not self.url:
+            raise ValueError("headers_env applies to url servers only")
+        return self
+
+    def tool_allowed(self, tool: str) -> bool:
+        """True when the server's tool matches one of the `allowed_tools` globs."""
+        return any(fnmatch.fnmatchcase(tool, g) for g in self.allowed_tools)
+
+    def enabled_in(self, channel: str, channel_key: str) -> bool:
+        """An empty `channels` list means every channel."""
+        return not self.channels or channel in self.channels or channel_key in self.channels
+
+
 class Settings(BaseSettings):
     """Everything configurable, validated; env `ARCHBOT_<SECTION>__<KEY>` wins over the file."""
 
@@ -169,6 +222,16 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
     checkins: list[CheckinSettings] = Field(default_factory=list)
+    mcp_servers: list[McpServerSettings] = Field(default_factory=list)
+
+    @field_validator("mcp_servers")
+    @classmethod
+    def _unique_servers(cls, value: list[McpServerSettings]) -> list[McpServerSettings]:
+        names = [s.name.lower() for s in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"server name {dupes[0]!r} is used twice")
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import bot.checkins.commands
 import bot.commands
 import bot.decisions.commands
+import bot.extension_commands
 import bot.repo_commands
 import bot.tools.delegate
 import bot.tools.repo
@@ -21,6 +22,7 @@ _ = (
     bot.checkins.commands,
     bot.commands,
     bot.decisions.commands,
+    bot.extension_commands,
     bot.repo_commands,
     bot.tools.delegate,
     bot.tools.repo,

@@ -92,8 +92,8 @@ def test_example_config_is_valid_and_complete() -> None:
     assert settings == Settings()  # the example documents the defaults
     text = EXAMPLE_CONFIG.read_text()
     for section, model in Settings.model_fields.items():
-        if section == "checkins":
-            assert "[[checkins]]" in text
+        if section in ("checkins", "mcp_servers"):
+            assert f"[[{section}]]" in text
             continue
         for key in model.annotation.model_fields:  # type: ignore[union-attr]
             assert f"\n{key} = " in text, f"{section}.{key} missing from config.example.toml"

@@ -17,7 +17,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, get_type_hints
+from typing import TYPE_CHECKING, Any, Protocol, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
@@ -37,6 +37,22 @@ log = logging.getLogger(__name__)
 ToolFunction = Callable[..., Awaitable[str]]
 
 
+class ChannelTools(Protocol):
+    """Tools that depend on the channel and on running servers (MCP extensions)."""
+
+    async def schemas_for(self, thread: ThreadRow) -> list[dict[str, Any]]:
+        """Definitions of the tools offered in this thread's channel, byte-stable per start."""
+        ...
+
+    def handles(self, name: str) -> bool:
+        """True when `name` is one of this provider's tool names (allowed here or not)."""
+        ...
+
+    async def call(self, name: str, raw_input: Any, ctx: ToolContext) -> tuple[str, bool]:
+        """Run a tool; return (text for the model, is_error). Never raises for tool failures."""
+        ...
+
+
 @dataclass
 class Services:
     """Clients that tools use, built once by the composition root."""
@@ -45,6 +61,7 @@ class Services:
     github: GitHubClient | None = None
     web: WebFetcher | None = None
     checkins: CheckinRunner | None = None  # set where check-ins can post (archbot run, chat)
+    extensions: ChannelTools | None = None
 
 
 @dataclass
@@ -131,9 +148,21 @@ class ToolRegistry:
             ]
         return self._schema_cache[exclude]
 
+    async def schemas_for(self, ctx: ToolContext) -> list[dict[str, Any]]:
+        """The registered tools, then the channel's extension tools (sorted by their provider)."""
+        base = self.schemas()
+        extensions = ctx.services.extensions
+        if extensions is None:
+            return base
+        extra = await extensions.schemas_for(ctx.thread)
+        return [*base, *extra] if extra else base
+
     async def call(self, name: str, raw_input: Any, ctx: ToolContext) -> tuple[str, bool]:
         """Run a tool; return (text for the model, is_error). Never raises for tool failures."""
         tool = self._tools.get(name)
+        extensions = ctx.services.extensions
+        if tool is None and extensions is not None and extensions.handles(name):
+            return await extensions.call(name, raw_input, ctx)
         if tool is None:
             return f"There is no tool named {name!r}.", True
         try:
