@@ -1,0 +1,56 @@
+"""The child process of a diagram render: Mermaid source in on stdin, PNG bytes out on stdout.
+
+    python -P -m bot.diagrams.worker MEMORY_BYTES CPU_SECONDS MAX_IMAGE_BYTES
+
+mermaidx runs the Mermaid parser and layout in an embedded JavaScript engine; a
+hostile or huge diagram can spin for a minute, so it runs here, never on the bot's
+event loop. This process caps its own address space and CPU time before it reads
+a byte, and `bot.diagrams` kills it at the wall-clock deadline.
+The exit code says what happened (the EXIT_* constants below).
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+
+EXIT_OK = 0
+EXIT_PARSE = 3  # Mermaid refused the source (a syntax error)
+EXIT_TOO_BIG = 4  # the image came out larger than MAX_IMAGE_BYTES
+EXIT_EMPTY = 5  # the renderer returned no PNG
+EXIT_MEMORY = 6
+EXIT_USAGE = 64
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+WIDTH = 1200
+
+
+def main(argv: list[str]) -> int:
+    """Apply the budgets, render stdin to PNG on stdout; the exit code is the verdict."""
+    try:
+        memory, cpu, max_image = (int(a) for a in argv)
+    except ValueError:
+        return EXIT_USAGE
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))  # backstop if the parent dies
+    source = sys.stdin.buffer.read().decode("utf-8", errors="replace")
+    import mermaidx
+
+    try:
+        png = mermaidx.render(source).png(width=WIDTH, background="#ffffff")
+    except MemoryError:
+        return EXIT_MEMORY
+    except RuntimeError as exc:
+        # The first line names the problem; the rest echoes the (untrusted) source.
+        sys.stderr.write(str(exc).splitlines()[0][:200] if str(exc) else "parse error")
+        return EXIT_PARSE
+    if not png.startswith(PNG_SIGNATURE):
+        return EXIT_EMPTY
+    if len(png) > max_image:
+        return EXIT_TOO_BIG
+    sys.stdout.buffer.write(png)
+    sys.stdout.buffer.flush()
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
