@@ -31,7 +31,7 @@ from bot.settings import DiagramSettings
 log = logging.getLogger(__name__)
 
 MAX_SOURCE_CHARS = 20_000  # a diagram of ~80 nodes is a few KB; more is not a diagram
-MAX_IMAGE_BYTES = 5_000_000  # under Slack's and Discord's attachment limits
+MAX_IMAGE_BYTES = 1_000_000  # the adapters' reply-file cap; a 1200 px diagram is ~50 KB
 MAX_BLOCKS = 4  # diagrams rendered per answer
 RENDER_MEMORY = 1024 * 1024 * 1024  # the worker's address space (RLIMIT_AS)
 MAX_RENDERS = 2  # workers at once: the machine's cores, not the loop, do this work
@@ -92,6 +92,12 @@ def diagram_title(source: str, fallback: str) -> str:
     return fallback
 
 
+def file_stem(title: str) -> str:
+    """A file name from a title: letters, digits, spaces, dots and dashes only."""
+    stem = re.sub(r"[^\w .-]+", "", title, flags=re.ASCII).strip(" .")
+    return stem[:TITLE_CHARS] or "diagram"
+
+
 def source_key(source: str) -> str:
     """The cache key of a diagram: a hash of its source."""
     return hashlib.sha256(source.encode("utf-8", errors="replace")).hexdigest()
@@ -129,8 +135,8 @@ class DiagramRenderer:
         files: list[ReplyFile] = []
         for number, (source, png) in enumerate(zip(sources, results, strict=True), 1):
             if png is not None:
-                title = diagram_title(source, fallback_title)
-                files.append(Diagram(f"diagram-{number}.png", title, png).file())
+                title = diagram_title(source, f"{fallback_title} {number}")
+                files.append(Diagram(f"{file_stem(title)}.png", title, png).file())
         return tuple(files)
 
     async def render(self, source: str) -> bytes | None:
