@@ -36,6 +36,7 @@ MAX_BLOCKS = 4  # diagrams rendered per answer
 RENDER_MEMORY = 1024 * 1024 * 1024  # the worker's address space (RLIMIT_AS)
 MAX_RENDERS = 2  # workers at once: the machine's cores, not the loop, do this work
 CACHE_ENTRIES = 128
+MAX_DRAWING_CHARS = 20_000  # a terminal drawing of ~80 nodes is a few thousand
 TITLE_CHARS = 80
 # The worker gets no secrets: only what a Python interpreter needs to find its packages.
 WORKER_ENV_KEYS = ("PATH", "PYTHONPATH", "LD_LIBRARY_PATH")
@@ -46,6 +47,7 @@ _BLOCK = re.compile(
     r"^ {0,3}(?P<fence>`{3,}|~{3,})[ \t]*mermaid[ \t]*\n(?P<body>.*?)^ {0,3}(?P=fence)[ \t]*$",
     re.MULTILINE | re.DOTALL | re.IGNORECASE,
 )
+_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 _TITLE = re.compile(r"^\s*title:?\s*(?P<title>.+)$", re.MULTILINE | re.IGNORECASE)
 
 
@@ -98,6 +100,11 @@ def file_stem(title: str) -> str:
     return stem[:TITLE_CHARS] or "diagram"
 
 
+def terminal_safe(drawing: str, limit: int = MAX_DRAWING_CHARS) -> str:
+    """A drawing with control characters (terminal escapes from hostile labels) removed, capped."""
+    return _CONTROL.sub("", drawing)[:limit].rstrip()
+
+
 def source_key(source: str) -> str:
     """The cache key of a diagram: a hash of its source."""
     return hashlib.sha256(source.encode("utf-8", errors="replace")).hexdigest()
@@ -139,20 +146,45 @@ class DiagramRenderer:
                 files.append(Diagram(f"{file_stem(title)}.png", title, png).file())
         return tuple(files)
 
-    async def render(self, source: str) -> bytes | None:
-        """The PNG of one Mermaid source, or None (logged in one line) when it cannot be drawn."""
-        key = source_key(source)
+    async def drawings(
+        self, text: str, fallback_title: str = "Diagram"
+    ) -> list[tuple[ReplyFile, str]]:
+        """Each mermaid block Mermaid accepts: its PNG file and its terminal box drawing.
+
+        termaid draws what Mermaid refuses, so only blocks that render to PNG are drawn.
+        """
+        if not self.settings.enabled:
+            return []
+        sources = find_blocks(text)
+        pngs, texts = await asyncio.gather(
+            asyncio.gather(*(self.render(s) for s in sources)),
+            asyncio.gather(*(self.render(s, mode="text") for s in sources)),
+        )
+        drawn: list[tuple[ReplyFile, str]] = []
+        for number, (source, png, out) in enumerate(zip(sources, pngs, texts, strict=True), 1):
+            if png is not None and out is not None:
+                title = diagram_title(source, f"{fallback_title} {number}")
+                file = Diagram(f"{file_stem(title)}.png", title, png).file()
+                drawn.append((file, terminal_safe(out.decode("utf-8", errors="replace"))))
+        return drawn
+
+    async def render(self, source: str, *, mode: str = "png") -> bytes | None:
+        """The PNG (or, mode "text", the UTF-8 box drawing) of one Mermaid source.
+
+        None, logged in one line, when it cannot be drawn.
+        """
+        key = f"{mode}:{source_key(source)}"
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        png = await self._render(source, key[:12])
+        png = await self._render(source, key[:17], mode)
         if not self._closed:
             self._cache[key] = png
             while len(self._cache) > CACHE_ENTRIES:
                 self._cache.popitem(last=False)
         return png
 
-    async def _render(self, source: str, tag: str) -> bytes | None:
+    async def _render(self, source: str, tag: str, mode: str) -> bytes | None:
         if len(source) > MAX_SOURCE_CHARS:
             log.info("diagram %s not drawn: %d chars of source is too long", tag, len(source))
             return None
@@ -167,6 +199,7 @@ class DiagramRenderer:
             return None
         command = [sys.executable, "-P", "-m", "bot.diagrams.worker", str(RENDER_MEMORY)]
         command += [str(max(1, round(self.settings.timeout_seconds + 1))), str(MAX_IMAGE_BYTES)]
+        command.append(mode)
         job = _Job(command, source.encode("utf-8", errors="replace"))
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.concurrency)
@@ -198,7 +231,7 @@ class DiagramRenderer:
                 self.settings.timeout_seconds,
             )
             return None
-        if code == EXIT_OK and out.startswith(PNG_SIGNATURE):
+        if code == EXIT_OK and (out.startswith(PNG_SIGNATURE) or job.command[-1] == "text"):
             return out
         reasons = {
             EXIT_PARSE: "Mermaid could not parse it",

@@ -1,6 +1,8 @@
 """The child process of a diagram render: Mermaid source in on stdin, PNG bytes out on stdout.
 
-    python -P -m bot.diagrams.worker MEMORY_BYTES CPU_SECONDS MAX_IMAGE_BYTES
+    python -P -m bot.diagrams.worker MEMORY_BYTES CPU_SECONDS MAX_OUTPUT_BYTES [png|text]
+
+MODE text writes termaid's box drawing (UTF-8) for terminals instead of a PNG.
 
 mermaidx runs the Mermaid parser and layout in an embedded JavaScript engine; a
 hostile or huge diagram can spin for a minute, so it runs here, never on the bot's
@@ -26,9 +28,12 @@ WIDTH = 1200
 
 def main(argv: list[str]) -> int:
     """Apply the budgets, render stdin to PNG on stdout; the exit code is the verdict."""
+    mode = argv[3] if len(argv) == 4 else "png"
     try:
-        memory, cpu, max_image = (int(a) for a in argv)
+        memory, cpu, max_image = (int(a) for a in argv[:3])
     except ValueError:
+        return EXIT_USAGE
+    if mode not in ("png", "text"):
         return EXIT_USAGE
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))  # backstop if the parent dies
@@ -36,18 +41,21 @@ def main(argv: list[str]) -> int:
     import mermaidx
 
     try:
-        png = mermaidx.render(source).png(width=WIDTH, background="#ffffff")
+        if mode == "text":
+            out = mermaidx.render_ascii(source).encode("utf-8", errors="replace")
+        else:
+            out = mermaidx.render(source).png(width=WIDTH, background="#ffffff")
     except MemoryError:
         return EXIT_MEMORY
     except RuntimeError as exc:
         # The first line names the problem; the rest echoes the (untrusted) source.
         sys.stderr.write(str(exc).splitlines()[0][:200] if str(exc) else "parse error")
         return EXIT_PARSE
-    if not png.startswith(PNG_SIGNATURE):
+    if not out.strip() or (mode == "png" and not out.startswith(PNG_SIGNATURE)):
         return EXIT_EMPTY
-    if len(png) > max_image:
+    if len(out) > max_image:
         return EXIT_TOO_BIG
-    sys.stdout.buffer.write(png)
+    sys.stdout.buffer.write(out)
     sys.stdout.buffer.flush()
     return EXIT_OK
 
