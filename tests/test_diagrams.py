@@ -8,13 +8,16 @@ import time
 
 import pytest
 
+from bot.decisions.records import DecisionFields, render_markdown
 from bot.diagrams import (
     DiagramRenderer,
     diagram_title,
     find_blocks,
     statement_count,
 )
+from bot.prompts import CONSULTANT_PROMPT
 from bot.settings import DiagramSettings
+from tests.test_decisions import STORAGE_DECISION
 
 PNG = b"\x89PNG\r\n\x1a\n"
 FLOW = """flowchart LR
@@ -131,3 +134,16 @@ async def test_the_event_loop_stays_free_while_rendering() -> None:
     assert len(gaps) > 10
     assert max(gaps) < 0.25
     await renderer.aclose()
+
+
+def test_the_model_is_told_to_draw_small_mermaid_diagrams() -> None:
+    assert "marked `mermaid`" in CONSULTANT_PROMPT
+    assert "at most about 40 nodes" in CONSULTANT_PROMPT
+    assert "textual diagrams" not in CONSULTANT_PROMPT
+
+
+def test_a_decision_record_keeps_its_mermaid_block() -> None:
+    context = f"Where ticks go today:\n\n```mermaid\n{FLOW}\n```"
+    fields = DecisionFields.model_validate({**STORAGE_DECISION, "context": context})
+    markdown = render_markdown(1, "2026-12-01", fields, None)
+    assert find_blocks(markdown) == [FLOW]
