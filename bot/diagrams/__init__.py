@@ -36,6 +36,7 @@ MAX_BLOCKS = 4  # diagrams rendered per answer
 RENDER_MEMORY = 1024 * 1024 * 1024  # the worker's address space (RLIMIT_AS)
 MAX_RENDERS = 2  # workers at once: the machine's cores, not the loop, do this work
 CACHE_ENTRIES = 128
+CACHE_BYTES = 32_000_000  # ~600 typical diagrams; the entry count is usually the limit
 MAX_DRAWING_CHARS = 20_000  # a terminal drawing of ~80 nodes is a few thousand
 TITLE_CHARS = 80
 # The worker gets no secrets: only what a Python interpreter needs to find its packages.
@@ -126,7 +127,8 @@ class DiagramRenderer:
         self.settings = settings
         self.concurrency = concurrency
         self.renders = 0  # workers started, for tests and the bench
-        self._cache: OrderedDict[str, bytes | None] = OrderedDict()
+        self._cache: OrderedDict[str, bytes | None] = OrderedDict()  # None: it cannot be drawn
+        self._cached_bytes = 0
         self._slots: asyncio.Semaphore | None = None
         self._threads: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -179,9 +181,13 @@ class DiagramRenderer:
             return self._cache[key]
         png = await self._render(source, key[:17], mode)
         if not self._closed:
+            # Two answers may have rendered the same source at once: count its bytes once.
+            self._cached_bytes -= len(self._cache.pop(key, None) or b"")
             self._cache[key] = png
-            while len(self._cache) > CACHE_ENTRIES:
-                self._cache.popitem(last=False)
+            self._cached_bytes += len(png or b"")
+            while len(self._cache) > CACHE_ENTRIES or self._cached_bytes > CACHE_BYTES:
+                _, dropped = self._cache.popitem(last=False)
+                self._cached_bytes -= len(dropped or b"")
         return png
 
     async def _render(self, source: str, tag: str, mode: str) -> bytes | None:
