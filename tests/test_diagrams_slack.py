@@ -71,6 +71,8 @@ def test_a_flowchart_is_uploaded_to_the_thread_and_a_broken_one_stays_code(
     assert upload.filename.endswith(".png")
     assert upload.content is not None and upload.content.startswith(PNG)
     assert len(upload.content) > 5_000
+    [asked] = [c for c in slack.calls if c.method == "files.getUploadURLExternal"]
+    assert asked.args.get("alt_txt") == "Diagram: Diagram 1"  # screen readers say what it is
     replies(slack, CHANNEL, root, count=2)
 
     model.reply_text(f"A draft:\n\n```mermaid\n{BROKEN}\n```")
