@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import hashlib
 import logging
 import sys
 import uuid
+from pathlib import Path
 from typing import TextIO
 
 from bot.consultant import Consultant
+from bot.diagrams import DiagramRenderer
 from bot.events import IncomingMessage, Reply, ReplyFile
 
 log = logging.getLogger(__name__)
 
 PROMPT = "you> "
+DIAGRAM_DIR = "archbot-diagrams"  # under the working directory: PNGs of answers' diagrams
 
 
 def console_message(text: str, thread: str, user: str) -> IncomingMessage:
@@ -50,8 +54,10 @@ async def answer_once(consultant: Consultant, text: str, thread: str, out: TextI
     return 0
 
 
-async def repl(consultant: Consultant, thread: str, out: TextIO) -> int:
-    """Interactive loop until EOF, `exit` or Ctrl-C."""
+async def repl(
+    consultant: Consultant, thread: str, out: TextIO, diagrams: DiagramRenderer | None = None
+) -> int:
+    """Interactive loop until EOF, `exit` or Ctrl-C; answers' diagrams are drawn as text."""
     user = console_user()
     print(
         f"archbot: thread console/{thread}. Ask a design question, `!help` for commands, "
@@ -71,6 +77,33 @@ async def repl(consultant: Consultant, thread: str, out: TextIO) -> int:
             continue
         reply = await consultant.handle(console_message(line, thread, user))
         _print_reply(consultant, reply, out)
+        if diagrams is not None and reply is not None and reply.kind == "answer":
+            await show_diagrams(diagrams, reply.text, out, Path.cwd() / DIAGRAM_DIR)
+
+
+async def show_diagrams(
+    diagrams: DiagramRenderer, text: str, out: TextIO, directory: Path
+) -> list[Path]:
+    """After an answer's text: each diagram's terminal drawing and the path of its saved PNG."""
+    drawings = await diagrams.drawings(text)
+    saved = await asyncio.to_thread(_save, tuple(file for file, _ in drawings), directory)
+    for file, drawing in drawings:
+        print(f"\n[Diagram: {file.name.removesuffix('.png')}]\n{drawing}", file=out, flush=True)
+    for path in saved:
+        print(f"[Diagram saved: {path}]", file=out, flush=True)
+    return saved
+
+
+def _save(files: tuple[ReplyFile, ...], directory: Path) -> list[Path]:
+    """Write the PNGs; a content hash in the name keeps two answers' "Diagram 1" apart."""
+    saved: list[Path] = []
+    for file in files:
+        directory.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256(file.content).hexdigest()[:8]
+        path = directory / f"{file.name.removesuffix('.png')}-{digest}.png"  # a safe stem already
+        path.write_bytes(file.content)
+        saved.append(path)
+    return saved
 
 
 def _print_reply(consultant: Consultant, reply: Reply | None, out: TextIO) -> None:

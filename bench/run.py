@@ -483,6 +483,53 @@ async def _loop_lag(url: str, fetches: int) -> dict[str, Any]:
     }
 
 
+def bench_diagrams(renders: int = 4) -> dict[str, Any]:
+    """Mermaid render time in the worker, and the event-loop stall while renders run."""
+    return asyncio.run(_diagrams(renders))
+
+
+async def _diagrams(renders: int) -> dict[str, Any]:
+    from bot.diagrams import DiagramRenderer
+    from bot.settings import DiagramSettings
+
+    renderer = DiagramRenderer(DiagramSettings())
+    lags: list[float] = []
+    render_s: list[float] = []
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        while not done.is_set():
+            t0 = time.perf_counter()
+            await asyncio.sleep(0.001)
+            lags.append(max(0.0, (time.perf_counter() - t0 - 0.001) * 1000))
+
+    async def one(n: int) -> None:
+        # Distinct sources: the cache would otherwise answer all but the first.
+        source = "flowchart LR\n" + "\n".join(
+            f"  s{i}[Service {i}] --> s{i + 1}" for i in range(n, n + 11)
+        )
+        t0 = time.perf_counter()
+        assert await renderer.render(source) is not None
+        render_s.append(time.perf_counter() - t0)
+
+    ticking = asyncio.create_task(ticker())
+    try:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one(n * 100) for n in range(renders)))
+        wall = time.perf_counter() - t0
+    finally:
+        done.set()
+        await ticking
+        await renderer.aclose()
+    return {
+        "renders": renders,
+        "render_s_p50": statistics.median(render_s),
+        "render_s_max": max(render_s),
+        "wall_s": wall,
+        "loop_lag_max_ms": max(lags),
+    }
+
+
 def bench_footprint() -> dict[str, Any]:
     """Idle RSS and time to a built core with both adapter modules imported, in a fresh process."""
     code = (
@@ -562,11 +609,13 @@ def main() -> int:
     results["run_both"] = bench_run_both()
     results["slack_ack"] = bench_slack_ack(200)
     results["loop_lag"] = bench_loop_lag()
+    results["diagrams"] = bench_diagrams()
 
     o, p, par, f = results["overhead"], results["prefix"], results["parallel"], results["footprint"]
     sa = results["slack_ack"]
     rb = results["run_both"]
     ll = results["loop_lag"]
+    dg = results["diagrams"]
     rows = [
         ("core overhead p50 (ms)", f"{o['overhead_p50_ms']:.2f}", "<= 5"),
         ("core overhead p99 (ms)", f"{o['overhead_p99_ms']:.2f}", "<= 20"),
@@ -582,6 +631,12 @@ def main() -> int:
             f"{ll['loop_lag_max_ms']:.1f}",
             "<= 50",
         ),
+        (
+            f"Mermaid render, 12 nodes, {dg['renders']} at once (s, p50 / max)",
+            f"{dg['render_s_p50']:.2f} / {dg['render_s_max']:.2f}",
+            "<= 10",
+        ),
+        ("event-loop stall while rendering (ms)", f"{dg['loop_lag_max_ms']:.1f}", "<= 50"),
         ("prompt prefix reuse (min, turn>=2)", f"{p['min_prefix_ratio'] * 100:.1f} %", ">= 90 %"),
         ("idle RSS, both adapters connected (MB)", f"{rb['idle_rss_mb']:.0f}", "<= 150"),
         ("start to ready, both adapters (s)", f"{rb['ready_s']:.2f}", "<= 2"),

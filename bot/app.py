@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import anthropic
 
 from bot.consultant import Consultant
+from bot.diagrams import DiagramRenderer
+from bot.events import Reply, ReplyFile
 from bot.github import create_client as create_github_client
 from bot.llm import ModelClient
 from bot.settings import Secrets, Settings, load_secrets
@@ -35,9 +37,22 @@ class Core:
     services: Services
     consultant: Consultant
     extensions: Extensions | None = None
+    diagrams: DiagramRenderer | None = None  # None: built from settings in __post_init__
+
+    def __post_init__(self) -> None:
+        if self.diagrams is None:
+            self.diagrams = DiagramRenderer(self.settings.diagrams)
+
+    async def attachments(self, reply: Reply) -> tuple[ReplyFile, ...]:
+        """The diagram PNGs of an answer, rendered after its text went out (text first)."""
+        if reply.kind != "answer" or self.diagrams is None:
+            return ()
+        return await self.diagrams.files_for(reply.text)
 
     async def aclose(self) -> None:
         """Close clients and the database."""
+        if self.diagrams is not None:
+            await self.diagrams.aclose()
         await self.model.aclose()
         for service in (self.services.github, self.services.web, self.extensions):
             if service is not None:

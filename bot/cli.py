@@ -129,7 +129,7 @@ async def cmd_chat(args: argparse.Namespace, settings: Settings, secrets: Secret
         service = core.services.checkins = checkin_service(core)
     try:
         if sys.stdin.isatty():
-            return await repl(core.consultant, args.thread, sys.stdout)
+            return await repl(core.consultant, args.thread, sys.stdout, core.diagrams)
         text = sys.stdin.read()
         return await answer_once(core.consultant, text, args.thread, sys.stdout)
     finally:

@@ -94,6 +94,12 @@ class FetchSettings(_Section):
     allow_private_addresses: bool = False
 
 
+class DiagramSettings(_Section):
+    enabled: bool = True
+    timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    max_nodes: int = Field(default=80, ge=1, le=500)
+
+
 class LogSettings(_Section):
     format: Literal["text", "json"] = "text"
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -221,6 +227,7 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
+    diagrams: DiagramSettings = Field(default_factory=DiagramSettings)
     checkins: list[CheckinSettings] = Field(default_factory=list)
     mcp_servers: list[McpServerSettings] = Field(default_factory=list)
 

@@ -37,7 +37,7 @@ from adapters.discord.translate import (
 from bot.app import Core
 from bot.arrivals import ArrivalOrder, Place
 from bot.commands import is_command
-from bot.events import ContextMessage, IncomingMessage
+from bot.events import ContextMessage, IncomingMessage, Reply
 from bot.formatting import split_markdown
 
 log = logging.getLogger(__name__)
@@ -205,6 +205,18 @@ class ArchbotClient(discord.Client):
                 )
                 return
         consultant.mark_delivered(reply)
+        await self._send_diagrams(target, reply)
+
+    async def _send_diagrams(self, target: Sendable, reply: Reply) -> None:
+        """After the answer's text, its rendered Mermaid diagrams as one message of attachments."""
+        diagrams = await self.core.attachments(reply)
+        if not diagrams:
+            return
+        names = ", ".join(f.name.removesuffix(".png") for f in diagrams)
+        try:
+            await self.outbox.send(target, f"-# Drawn from the Mermaid above: {names}", diagrams)
+        except discord.HTTPException as exc:
+            log.error("posting diagrams to %s failed (%s)", reply.thread_key, exc.status)
 
     async def _open_thread(self, message: discord.Message, text: str) -> Sendable:
         """A public thread on the message; on failure the channel itself."""

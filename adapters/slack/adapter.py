@@ -419,6 +419,12 @@ class SlackAdapter:
         self.core.consultant.mark_delivered(reply)
         if reply.files:
             await self._attach(msg, reply, reply_thread_ts(msg.channel, msg.thread))
+        # Text first, pictures as they finish: the answer is never held back by a diagram.
+        diagrams = await self.core.attachments(reply)
+        if diagrams:
+            await upload_files(
+                self.client, msg.channel, reply_thread_ts(msg.channel, msg.thread), diagrams
+            )
         return True
 
     async def _attach(self, msg: IncomingMessage, reply: Reply, thread_ts: str | None) -> None:

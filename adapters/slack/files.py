@@ -38,6 +38,8 @@ async def upload_files(
                 content=file.content,
                 title=file.name[:TITLE_MAX_CHARS],
                 snippet_type="markdown" if file.mimetype == "text/markdown" else None,
+                # Screen readers say what a picture is; a diagram's name is its title.
+                alt_txt=image_alt(file) if file.mimetype.startswith("image/") else None,
                 channel=channel,
                 thread_ts=thread_ts,
             )
@@ -45,6 +47,11 @@ async def upload_files(
             log.error("slack: uploading %s to %s failed: %s", file.name, channel, describe(exc))
             failed.append(file.name)
     return failed
+
+
+def image_alt(file: ReplyFile) -> str:
+    """The alt text of an attached picture, from its file name."""
+    return f"Diagram: {file.name.rsplit('.', 1)[0]}"[:TITLE_MAX_CHARS]
 
 
 async def permalink(client: AsyncWebClient, channel: str, ts: str) -> str | None:
