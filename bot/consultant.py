@@ -25,7 +25,7 @@ from bot.commands import CommandContext, CommandRegistry, is_command
 from bot.errors import ModelUnavailable
 from bot.events import IncomingMessage, Reply, TextSink
 from bot.llm import ModelClient
-from bot.metrics import TURNS
+from bot.metrics import INFLIGHT, MODEL_ERRORS, QUEUE_DEPTH, TURN_LATENCY, TURNS
 from bot.ports import Outbox
 from bot.prompts import COMPACTION_PROMPT, CONSULTANT_PROMPT
 from bot.settings import Secrets, Settings
@@ -211,10 +211,12 @@ class Consultant:
         queued = _Once(on_queued)
         self._inflight += 1
         self._idle.clear()
+        INFLIGHT.inc()
         try:
             return await self._handle(msg, on_text, queued)
         finally:
             queued()
+            INFLIGHT.dec()
             self._inflight -= 1
             if self._inflight == 0:
                 self._idle.set()
@@ -391,10 +393,16 @@ class Consultant:
     async def _thread_order(self, key: str) -> AsyncIterator[None]:
         """Wait for the thread's earlier turns and commands, in arrival order."""
         lock = self._locks.acquire_slot(key)
+        QUEUE_DEPTH.inc()
+        waiting = True
         try:
             async with lock:
+                QUEUE_DEPTH.dec()
+                waiting = False
                 yield
         finally:
+            if waiting:  # cancelled while queued
+                QUEUE_DEPTH.dec()
             self._locks.release_slot(key)
 
     async def answer_stored_turn(self, thread_key: str, turn_id: int) -> Reply:
@@ -402,12 +410,13 @@ class Consultant:
         return await self._locked_turn(thread_key, turn_id)
 
     async def _locked_turn(self, key: str, turn_id: int, on_text: TextSink | None = None) -> Reply:
-        async with self._thread_order(key):
-            token = correlation_id.set(f"turn-{turn_id}")
-            try:
-                return await self._run_turn(key, turn_id, on_text)
-            finally:
-                correlation_id.reset(token)
+        with TURN_LATENCY.time():
+            async with self._thread_order(key):
+                token = correlation_id.set(f"turn-{turn_id}")
+                try:
+                    return await self._run_turn(key, turn_id, on_text)
+                finally:
+                    correlation_id.reset(token)
 
     async def _run_turn(self, key: str, turn_id: int, on_text: TextSink | None = None) -> Reply:
         try:
@@ -455,6 +464,7 @@ class Consultant:
             reply = sign_off(unavailable_reply(exc))
             self.store.finish_turn(turn_id, status="failed", reply=reply, error=exc.cause)
             TURNS.labels(outcome=exc.cause).inc()
+            MODEL_ERRORS.labels(cause=exc.cause).inc()
             return Reply(reply, thread.key, kind="error", turn_id=turn_id)
         reply = sign_off(shown or "(The model returned an empty answer.)")
         with self.store.transaction():
