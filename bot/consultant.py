@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import re
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -39,6 +40,13 @@ FORWARDED_LIMIT = 8000  # characters of one forwarded message the model sees
 
 # Read by the log formatter: every line logged during a turn carries its id.
 correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="-")
+_UNSAFE_ID = re.compile(r"[^A-Za-z0-9._:-]")
+
+
+def accept_correlation(event_id: str) -> None:
+    """Tag this task's log lines from now on with the accepted event's id (neutralised, capped)."""
+    correlation_id.set(_UNSAFE_ID.sub("", event_id)[:64] or "-")
+
 
 UNPOSTED_MAX_AGE = timedelta(hours=1)
 RECOVERY_POLL_SECONDS = 2.0  # how often a turn another process recovers is looked at again
@@ -412,7 +420,9 @@ class Consultant:
     async def _locked_turn(self, key: str, turn_id: int, on_text: TextSink | None = None) -> Reply:
         with TURN_LATENCY.time():
             async with self._thread_order(key):
-                token = correlation_id.set(f"turn-{turn_id}")
+                event = correlation_id.get()  # the adapter's id, when it set one: lines join up
+                turn = f"turn-{turn_id}"
+                token = correlation_id.set(turn if event == "-" else f"{event}/{turn}")
                 try:
                     return await self._run_turn(key, turn_id, on_text)
                 finally:
