@@ -103,8 +103,13 @@ async def run_forever(
         exit_code = await _wait_for_stop_or_failure(stop, started_adapters)
         log.info("stopping: draining in-flight turns (up to %.0fs)", DRAIN_SECONDS)
         deadline = time.monotonic() + DRAIN_SECONDS
-        for adapter in started_adapters:
-            await adapter.stop()
+        # Together, not one after another: each waits up to the deadline for its replies.
+        stopped = await asyncio.gather(
+            *(a.stop() for a in started_adapters), return_exceptions=True
+        )
+        for outcome in stopped:
+            if isinstance(outcome, BaseException):
+                raise outcome
         # One deadline for the whole shutdown, however long the adapters took.
         if not await core.consultant.drain(max(0.0, deadline - time.monotonic())):
             log.warning("some turns were still running at shutdown; they resume at next start")

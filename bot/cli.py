@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
         "export", help="write every record as DIR/NNNN-title-slug.md (never over an edited file)"
     )
     export.add_argument("dir", metavar="DIR", type=Path, help="e.g. docs/adr")
+    backup = sub.add_parser(
+        "backup", help="write a consistent copy of the live database to PATH (safe while running)"
+    )
+    backup.add_argument("path", metavar="PATH", type=Path, help="the copy, e.g. backups/archbot.db")
+    backup.add_argument("--force", action="store_true", help="replace PATH if it exists")
     add_eval_parser(sub)
     return parser
 
@@ -299,3 +304,17 @@ async def cmd_adr(args: argparse.Namespace, settings: Settings, secrets: Secrets
 
 
 COMMANDS["adr"] = cmd_adr
+
+
+async def cmd_backup(args: argparse.Namespace, settings: Settings, secrets: Secrets) -> int:
+    """`archbot backup PATH [--force]`: copy the database through SQLite's online backup API."""
+    from bot.backup import backup_database
+
+    report = await asyncio.to_thread(
+        backup_database, Path(settings.storage.path), args.path, overwrite=args.force
+    )
+    print("\n".join(report.lines()))
+    return 0
+
+
+COMMANDS["backup"] = cmd_backup

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import re
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -25,7 +26,7 @@ from bot.commands import CommandContext, CommandRegistry, is_command
 from bot.errors import ModelUnavailable
 from bot.events import IncomingMessage, Reply, TextSink
 from bot.llm import ModelClient
-from bot.metrics import TURNS
+from bot.metrics import INFLIGHT, MODEL_ERRORS, QUEUE_DEPTH, TURN_LATENCY, TURNS
 from bot.ports import Outbox
 from bot.prompts import COMPACTION_PROMPT, CONSULTANT_PROMPT
 from bot.settings import Secrets, Settings
@@ -39,6 +40,13 @@ FORWARDED_LIMIT = 8000  # characters of one forwarded message the model sees
 
 # Read by the log formatter: every line logged during a turn carries its id.
 correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="-")
+_UNSAFE_ID = re.compile(r"[^A-Za-z0-9._:-]")
+
+
+def accept_correlation(event_id: str) -> None:
+    """Tag this task's log lines from now on with the accepted event's id (neutralised, capped)."""
+    correlation_id.set(_UNSAFE_ID.sub("", event_id)[:64] or "-")
+
 
 UNPOSTED_MAX_AGE = timedelta(hours=1)
 RECOVERY_POLL_SECONDS = 2.0  # how often a turn another process recovers is looked at again
@@ -211,10 +219,12 @@ class Consultant:
         queued = _Once(on_queued)
         self._inflight += 1
         self._idle.clear()
+        INFLIGHT.inc()
         try:
             return await self._handle(msg, on_text, queued)
         finally:
             queued()
+            INFLIGHT.dec()
             self._inflight -= 1
             if self._inflight == 0:
                 self._idle.set()
@@ -391,10 +401,16 @@ class Consultant:
     async def _thread_order(self, key: str) -> AsyncIterator[None]:
         """Wait for the thread's earlier turns and commands, in arrival order."""
         lock = self._locks.acquire_slot(key)
+        QUEUE_DEPTH.inc()
+        waiting = True
         try:
             async with lock:
+                QUEUE_DEPTH.dec()
+                waiting = False
                 yield
         finally:
+            if waiting:  # cancelled while queued
+                QUEUE_DEPTH.dec()
             self._locks.release_slot(key)
 
     async def answer_stored_turn(self, thread_key: str, turn_id: int) -> Reply:
@@ -402,12 +418,15 @@ class Consultant:
         return await self._locked_turn(thread_key, turn_id)
 
     async def _locked_turn(self, key: str, turn_id: int, on_text: TextSink | None = None) -> Reply:
-        async with self._thread_order(key):
-            token = correlation_id.set(f"turn-{turn_id}")
-            try:
-                return await self._run_turn(key, turn_id, on_text)
-            finally:
-                correlation_id.reset(token)
+        with TURN_LATENCY.time():
+            async with self._thread_order(key):
+                event = correlation_id.get()  # the adapter's id, when it set one: lines join up
+                turn = f"turn-{turn_id}"
+                token = correlation_id.set(turn if event == "-" else f"{event}/{turn}")
+                try:
+                    return await self._run_turn(key, turn_id, on_text)
+                finally:
+                    correlation_id.reset(token)
 
     async def _run_turn(self, key: str, turn_id: int, on_text: TextSink | None = None) -> Reply:
         try:
@@ -455,6 +474,7 @@ class Consultant:
             reply = sign_off(unavailable_reply(exc))
             self.store.finish_turn(turn_id, status="failed", reply=reply, error=exc.cause)
             TURNS.labels(outcome=exc.cause).inc()
+            MODEL_ERRORS.labels(cause=exc.cause).inc()
             return Reply(reply, thread.key, kind="error", turn_id=turn_id)
         reply = sign_off(shown or "(The model returned an empty answer.)")
         with self.store.transaction():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+from pathlib import Path
 
 import anthropic
 
@@ -18,13 +20,19 @@ CheckResult = tuple[str, str, str]  # (name, "ok" | "FAIL" | "skip", detail)
 
 
 async def check_model(settings: Settings, secrets: Secrets) -> CheckResult:
-    """Ask the model service about the configured model."""
+    """Send the configured model a one-token request: the call every turn makes."""
     if not secrets.model_configured:
         return ("model", "skip", "offline mode: set ANTHROPIC_API_KEY to talk to the model")
     client = make_anthropic_client(secrets, max_retries=0, timeout=15)
     try:
-        info = await client.models.retrieve(settings.llm.model)
-        return ("model", "ok", f"{info.id} reachable")
+        # Not models.retrieve: a gateway answers that lookup itself while chats fail,
+        # and some servers lack the endpoint.
+        answer = await client.messages.create(
+            model=settings.llm.model,
+            max_tokens=1,
+            messages=[{"role": "user", "content": "ping"}],
+        )
+        return ("model", "ok", f"{answer.model} answered a one-token request")
     except anthropic.APIError as exc:
         return ("model", "FAIL", str(describe_api_error(exc)))
     finally:
@@ -33,19 +41,7 @@ async def check_model(settings: Settings, secrets: Secrets) -> CheckResult:
 
 async def run_checks(settings: Settings, secrets: Secrets) -> list[CheckResult]:
     """Run every check that applies to this configuration."""
-    results: list[CheckResult] = [("config", "ok", "valid")]
-    try:
-        store = Store.open(settings.storage.path)
-        results.append(
-            (
-                "database",
-                "ok",
-                f"{settings.storage.path} ({len(store.applied_migrations())} migrations)",
-            )
-        )
-        store.close()
-    except ArchbotError as exc:
-        results.append(("database", "FAIL", str(exc)))
+    results: list[CheckResult] = [("config", "ok", "valid"), check_database(settings)]
     results.append(await check_model(settings, secrets))
     # Platform checks live beside their adapters.
     for label, (module_name, enabled) in PLATFORM_ADAPTERS.items():
@@ -58,6 +54,34 @@ async def run_checks(settings: Settings, secrets: Secrets) -> list[CheckResult]:
     # Details quote library errors, which may quote a header holding a token.
     redact = Redactor(secret_values(secrets))
     return [(name, status, redact(detail)) for name, status, detail in results]
+
+
+def check_database(settings: Settings) -> CheckResult:
+    """Open and migrate an existing database; never create one (doctor leaves no file behind)."""
+    path = Path(settings.storage.path)
+    missing = _missing_database(path)
+    if missing is not None:
+        return missing
+    try:
+        store = Store.open(path)
+    except ArchbotError as exc:
+        return ("database", "FAIL", str(exc))
+    try:
+        return ("database", "ok", f"{path} ({len(store.applied_migrations())} migrations)")
+    finally:
+        store.close()
+
+
+def _missing_database(path: Path) -> CheckResult | None:
+    """The database line for a file not created yet (None when it exists or is in memory)."""
+    if str(path) == ":memory:" or path.exists():
+        return None
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return ("database", "FAIL", f"{path} does not exist and {parent} is not writable")
+    return ("database", "ok", f"{path} does not exist yet; `archbot run` creates it")
 
 
 async def check_extensions(settings: Settings) -> list[CheckResult]:

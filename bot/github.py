@@ -63,6 +63,8 @@ MAX_CONCURRENT_REQUESTS = 4  # GitHub's secondary limits punish bursts
 MAX_RETRY_WAIT = timedelta(seconds=3)  # never let a turn sleep longer than this
 REQUEST_TIMEOUT = 15.0
 CACHE_MAX_ROWS = 5000
+# Bodies can be megabytes each (a large file's contents): rows alone do not bound the disk.
+CACHE_MAX_BYTES = 64 * 1024 * 1024
 TEXT_MATCH = "application/vnd.github.text-match+json"
 OWNER_RE = re.compile(r"(?=[A-Za-z0-9-]{1,39}\Z)[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*")
 NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,100}")
@@ -321,9 +323,12 @@ class CachedResponse:
 class HttpCache:
     """The `http_cache` table, used on the event loop's thread through the Store's connection."""
 
-    def __init__(self, store: Store, max_rows: int = CACHE_MAX_ROWS) -> None:
+    def __init__(
+        self, store: Store, max_rows: int = CACHE_MAX_ROWS, max_bytes: int = CACHE_MAX_BYTES
+    ) -> None:
         self.store = store
         self.max_rows = max_rows
+        self.max_bytes = max_bytes
         self._puts = 0
 
     def get(self, key: str) -> CachedResponse | None:
@@ -355,7 +360,8 @@ class HttpCache:
             ),
         )
         self._puts += 1
-        if self._puts % 100 == 0:
+        # A large body prunes at once, so a burst of them cannot outgrow the byte bound.
+        if self._puts % 100 == 0 or len(response.body) * 100 >= self.max_bytes:
             self.prune()
 
     def touch(self, key: str) -> None:
@@ -365,11 +371,14 @@ class HttpCache:
         )
 
     def prune(self) -> None:
-        """Keep only the most recently used `max_rows` responses."""
+        """Keep the most recently used responses: at most `max_rows`, bodies within `max_bytes`."""
         self.store.conn.execute(
-            "DELETE FROM http_cache WHERE url NOT IN"
-            " (SELECT url FROM http_cache ORDER BY fetched_at DESC LIMIT ?)",
-            (self.max_rows,),
+            "DELETE FROM http_cache WHERE url IN (SELECT url FROM ("
+            " SELECT url, row_number() OVER newest AS n,"
+            " sum(length(body)) OVER newest AS total FROM http_cache"
+            " WINDOW newest AS (ORDER BY fetched_at DESC, url ROWS UNBOUNDED PRECEDING))"
+            " WHERE n > ? OR total > ?)",
+            (self.max_rows, self.max_bytes),
         )
 
 

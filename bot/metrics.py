@@ -5,13 +5,30 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from prometheus_client import Counter, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 log = logging.getLogger(__name__)
 
 TURNS = Counter("archbot_turns_total", "Turns answered, by outcome", ["outcome"])
 MODEL_TOKENS = Counter("archbot_model_tokens_total", "Model tokens, by kind", ["kind"])
 CHECKINS = Counter("archbot_checkins_total", "Check-in runs, by outcome", ["outcome"])
+# From the turn's arrival at its thread's queue to its finished reply (queue wait included).
+TURN_LATENCY = Histogram(
+    "archbot_turn_latency_seconds",
+    "Seconds from a turn's arrival in its thread's queue to its reply",
+    buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300),
+)
+MODEL_ERRORS = Counter(
+    "archbot_model_errors_total", "Turns the model could not answer, by cause", ["cause"]
+)
+# Tool names the model made up are counted as "unknown": labels stay bounded.
+TOOL_CALLS = Counter(
+    "archbot_tool_calls_total", "Tool calls, by tool and outcome (ok/error)", ["tool", "outcome"]
+)
+QUEUE_DEPTH = Gauge(
+    "archbot_queue_depth", "Turns and commands waiting behind earlier ones in their thread"
+)
+INFLIGHT = Gauge("archbot_turns_in_flight", "Messages being handled right now")
 
 
 def start_metrics_server(port: int, addr: str = "0.0.0.0") -> Callable[[], None]:

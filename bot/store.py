@@ -41,6 +41,9 @@ BUSY_TIMEOUT_S = 10.0  # a writer waits this long for another process's write to
 OPEN_BUSY_TIMEOUT_S = 30.0
 # A recovery claim not renewed for this long belongs to a process that died.
 RECOVERY_LEASE = timedelta(seconds=60)
+# Platforms redeliver within minutes; a week of event ids is ample, and the table stays small.
+EVENT_RETENTION = timedelta(days=7)
+PRUNE_EVENTS_EVERY = 1000  # claims
 
 
 def utcnow() -> str:
@@ -143,6 +146,7 @@ class Store:
         # Who holds a recovery claim: readable in the database, unique per Store.
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.recovery_lease = RECOVERY_LEASE
+        self._claims = 0
 
     @classmethod
     def open(cls, path: str | Path) -> Store:
@@ -291,7 +295,16 @@ class Store:
             "INSERT INTO events (key, received_at) VALUES (?, ?) ON CONFLICT(key) DO NOTHING",
             (event_key, utcnow()),
         )
+        # The first claim too, so a process that restarts often still prunes.
+        if self._claims % PRUNE_EVENTS_EVERY == 0:
+            self.prune_events()
+        self._claims += 1
         return cur.rowcount == 1
+
+    def prune_events(self, older_than: timedelta = EVENT_RETENTION) -> int:
+        """Forget processed event ids received more than `older_than` ago; returns how many."""
+        cutoff = (datetime.now(UTC) - older_than).isoformat(timespec="microseconds")
+        return self.conn.execute("DELETE FROM events WHERE received_at < ?", (cutoff,)).rowcount
 
     def start_turn(
         self,

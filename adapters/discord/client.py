@@ -37,6 +37,7 @@ from adapters.discord.translate import (
 from bot.app import Core
 from bot.arrivals import ArrivalOrder, Place
 from bot.commands import is_command
+from bot.consultant import accept_correlation
 from bot.events import ContextMessage, IncomingMessage, Reply
 from bot.formatting import split_markdown
 
@@ -112,6 +113,7 @@ class ArchbotClient(discord.Client):
     async def on_message(self, message: discord.Message) -> None:
         """Decide whether to answer; if so run one turn and post the reply."""
         raw = self._raw_messages.pop(str(message.id), None)
+        accept_correlation(f"discord-{message.id}")
         if self.stopping or self.user is None or message.author.bot:
             return
         task = asyncio.current_task()
@@ -260,6 +262,7 @@ class ArchbotClient(discord.Client):
     async def run_command(self, interaction: discord.Interaction[Any], text: str) -> None:
         """Run a core !command for a slash command; defer when it takes more than a moment."""
         msg = incoming_from_interaction(interaction, text)
+        accept_correlation(f"discord-{msg.event_id}")
         consultant = self.core.consultant
         work = asyncio.ensure_future(consultant.handle(msg))
         done, _ = await asyncio.wait({work}, timeout=DEFER_AFTER)

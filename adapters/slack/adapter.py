@@ -52,6 +52,7 @@ from adapters.slack.translate import (
 )
 from bot.app import Core
 from bot.arrivals import ArrivalOrder, Place
+from bot.consultant import accept_correlation
 from bot.decisions.records import set_link
 from bot.errors import ArchbotError
 from bot.events import IncomingMessage, Reply
@@ -246,6 +247,7 @@ class SlackAdapter:
     # listeners (bolt injects arguments by name) -------------------------------------------------
 
     async def _on_app_mention(self, body: dict[str, Any]) -> None:
+        accept_correlation(f"slack-{body.get('event_id', '')}")
         event = body.get("event") or {}
         if not is_person_message(event, self.bot_user_id) or message_key(event) in self._seen:
             return  # a bot, or a redelivery of a message already taken in (no second thread read)
@@ -254,6 +256,7 @@ class SlackAdapter:
         await self._take_in(body, read_context)
 
     async def _on_message(self, body: dict[str, Any]) -> None:
+        accept_correlation(f"slack-{body.get('event_id', '')}")
         if not should_answer_message(body, self.bot_user_id, self.core.consultant.knows_thread):
             return
         await self._take_in(body, read_context=False)
@@ -269,6 +272,7 @@ class SlackAdapter:
     ) -> None:
         await ack()
         msg = slash_to_incoming(body)
+        accept_correlation(f"slack-{msg.event_id}")
         try:
             reply = await self.core.consultant.handle(msg)
         except Exception:

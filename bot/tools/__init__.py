@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol, get_type_hints
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from bot.errors import ToolError
+from bot.metrics import TOOL_CALLS
 from bot.redact import Redactor, secret_values
 
 if TYPE_CHECKING:
@@ -159,6 +160,14 @@ class ToolRegistry:
 
     async def call(self, name: str, raw_input: Any, ctx: ToolContext) -> tuple[str, bool]:
         """Run a tool; return (text for the model, is_error). Never raises for tool failures."""
+        text, is_error = await self._call(name, raw_input, ctx)
+        extensions = ctx.services.extensions
+        known = name in self._tools or (extensions is not None and extensions.handles(name))
+        outcome = "error" if is_error else "ok"
+        TOOL_CALLS.labels(tool=name if known else "unknown", outcome=outcome).inc()
+        return text, is_error
+
+    async def _call(self, name: str, raw_input: Any, ctx: ToolContext) -> tuple[str, bool]:
         tool = self._tools.get(name)
         extensions = ctx.services.extensions
         if tool is None and extensions is not None and extensions.handles(name):
