@@ -20,15 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import contextlib
 import ipaddress
 import logging
-import os
 import signal
 import socket
-import subprocess
 import sys
-import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,6 +34,7 @@ import httpx
 from bot.errors import AccessDenied, ToolError
 from bot.settings import FetchSettings
 from bot.web_worker import EXIT_CHARSET, EXIT_DEPTH, EXIT_MEMORY, EXIT_OK
+from bot.workers import WorkerJob
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +53,6 @@ MAX_DEPTH = 512  # element nesting; Chromium's HTML parser stops nesting at 512 
 MAX_CONVERSIONS = 2  # workers at once: the machine's cores, not the loop, do this work
 SHUTTING_DOWN = "fetch_url stopped: archbot is shutting down."
 # The worker gets no secrets: only what a Python interpreter needs to find its packages.
-WORKER_ENV_KEYS = ("PATH", "PYTHONPATH", "LD_LIBRARY_PATH")
 
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -121,17 +117,6 @@ def text_encoding(label: str | None) -> str:
     return info.name
 
 
-@dataclass(slots=True, eq=False)  # compared and hashed by identity, kept in a set
-class _Job:
-    """One conversion: its worker's command line and input, and the worker once it exists."""
-
-    command: list[str]
-    raw: bytes
-    proc: subprocess.Popen[bytes] | None = None
-    stopped: bool = False  # cancelled or shut down: the worker is killed as soon as it exists
-    timed_out: bool = False
-
-
 class TextConverter:
     """Turns fetched bodies into text in `bot.web_worker` processes with time and memory budgets.
 
@@ -154,8 +139,7 @@ class TextConverter:
         self.concurrency = concurrency
         self._slots = asyncio.Semaphore(concurrency)
         self._threads: ThreadPoolExecutor | None = None  # started with the first conversion
-        self._lock = threading.Lock()  # job.proc and job.stopped, shared with the pool's threads
-        self._jobs: set[_Job] = set()
+        self._jobs: set[WorkerJob] = set()
         self._idle = asyncio.Event()
         self._idle.set()
         self._closed = False
@@ -168,7 +152,7 @@ class TextConverter:
         command = [sys.executable, "-P", "-m", "bot.web_worker"]
         command += [str(self.memory), str(max(1, round(self.timeout + 1)))]
         command += ["html" if html else "text", encoding, str(max_chars), str(self.max_depth)]
-        job = _Job(command, raw)
+        job = WorkerJob(command, raw)
         async with self._slots:
             if self._closed:
                 raise ToolError(SHUTTING_DOWN)
@@ -176,14 +160,14 @@ class TextConverter:
                 self._threads = ThreadPoolExecutor(self.concurrency, "fetch-convert")
             self._jobs.add(job)
             self._idle.clear()
-            work = asyncio.get_running_loop().run_in_executor(self._threads, self._work, job)
+            work = asyncio.get_running_loop().run_in_executor(self._threads, job.run, self.timeout)
             try:
                 code, out, err = await asyncio.shield(work)
             except OSError as exc:
                 raise ToolError(f"the page converter could not start: {exc}") from None
             finally:
                 if not work.done():  # cancelled: kill the worker, and still see it reaped
-                    self._stop(job)
+                    job.stop()
                     await asyncio.wait([work])
                 self._jobs.discard(job)
                 if not self._jobs:
@@ -196,34 +180,6 @@ class TextConverter:
                 "the page was not read."
             )
         return self._verdict(code, out, err, encoding, source)
-
-    def _work(self, job: _Job) -> tuple[int, bytes, bytes]:
-        """In a pool thread: start the worker, feed it, kill it at the deadline, reap it."""
-        env = {k: os.environ[k] for k in WORKER_ENV_KEYS if k in os.environ}
-        pipe = subprocess.PIPE
-        proc = subprocess.Popen(job.command, stdin=pipe, stdout=pipe, stderr=pipe, env=env)
-        with self._lock:
-            job.proc = proc
-            stopped = job.stopped
-        if stopped:
-            proc.kill()
-        try:
-            out, err = proc.communicate(job.raw, timeout=self.timeout)
-        except subprocess.TimeoutExpired:
-            job.timed_out = True
-            proc.kill()
-            if proc.stdin is not None:  # the second communicate() leaves an unfinished stdin open
-                with contextlib.suppress(OSError):
-                    proc.stdin.close()
-            out, err = proc.communicate()  # reaps it: no zombie is left behind
-        return proc.returncode, out, err
-
-    def _stop(self, job: _Job) -> None:
-        with self._lock:
-            job.stopped = True
-            proc = job.proc
-        if proc is not None:
-            proc.kill()  # a no-op once it has been reaped
 
     def _verdict(self, code: int, out: bytes, err: bytes, encoding: str, source: str) -> str:
         if code == EXIT_OK:
@@ -254,7 +210,7 @@ class TextConverter:
         """Kill every conversion still running and wait until each worker is reaped."""
         self._closed = True
         for job in list(self._jobs):
-            self._stop(job)
+            job.stop()
         await self._idle.wait()  # each worker, killed, is reaped by its thread at once
         if self._threads is not None:
             self._threads.shutdown(wait=False)

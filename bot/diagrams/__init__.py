@@ -12,14 +12,10 @@ the text (it is never removed from it) with a one-line note in the log.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
-import os
 import re
-import subprocess
 import sys
-import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,6 +23,7 @@ from dataclasses import dataclass
 from bot.diagrams.worker import EXIT_EMPTY, EXIT_OK, EXIT_PARSE, EXIT_TOO_BIG, PNG_SIGNATURE
 from bot.events import ReplyFile
 from bot.settings import DiagramSettings
+from bot.workers import WorkerJob
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +37,6 @@ CACHE_BYTES = 32_000_000  # ~600 typical diagrams; the entry count is usually th
 MAX_DRAWING_CHARS = 20_000  # a terminal drawing of ~80 nodes is a few thousand
 TITLE_CHARS = 80
 # The worker gets no secrets: only what a Python interpreter needs to find its packages.
-WORKER_ENV_KEYS = ("PATH", "PYTHONPATH", "LD_LIBRARY_PATH")
 
 # A fence of three or more backticks or tildes with the info string "mermaid", closed by
 # the same fence; CommonMark allows up to three spaces of indentation.
@@ -111,15 +107,6 @@ def source_key(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8", errors="replace")).hexdigest()
 
 
-@dataclass(slots=True, eq=False)  # compared and hashed by identity, kept in a set
-class _Job:
-    command: list[str]
-    source: bytes
-    proc: subprocess.Popen[bytes] | None = None
-    stopped: bool = False
-    timed_out: bool = False
-
-
 class DiagramRenderer:
     """Renders Mermaid sources to PNG in `bot.diagrams.worker` processes, cached by source hash."""
 
@@ -131,8 +118,7 @@ class DiagramRenderer:
         self._cached_bytes = 0
         self._slots: asyncio.Semaphore | None = None
         self._threads: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
-        self._jobs: set[_Job] = set()
+        self._jobs: set[WorkerJob] = set()
         self._closed = False
 
     async def files_for(self, text: str, fallback_title: str = "Diagram") -> tuple[ReplyFile, ...]:
@@ -206,7 +192,7 @@ class DiagramRenderer:
         command = [sys.executable, "-P", "-m", "bot.diagrams.worker", str(RENDER_MEMORY)]
         command += [str(max(1, round(self.settings.timeout_seconds + 1))), str(MAX_IMAGE_BYTES)]
         command.append(mode)
-        job = _Job(command, source.encode("utf-8", errors="replace"))
+        job = WorkerJob(command, source.encode("utf-8", errors="replace"))
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.concurrency)
         async with self._slots:
@@ -216,7 +202,9 @@ class DiagramRenderer:
                 self._threads = ThreadPoolExecutor(self.concurrency, "diagram-render")
             self._jobs.add(job)
             self.renders += 1
-            work = asyncio.get_running_loop().run_in_executor(self._threads, self._work, job)
+            work = asyncio.get_running_loop().run_in_executor(
+                self._threads, job.run, self.settings.timeout_seconds
+            )
             try:
                 code, out, err = await asyncio.shield(work)
             except OSError as exc:
@@ -224,12 +212,12 @@ class DiagramRenderer:
                 return None
             finally:
                 if not work.done():  # cancelled: kill the worker, and still see it reaped
-                    self._stop(job)
+                    job.stop()
                     await asyncio.wait([work])
                 self._jobs.discard(job)
         return self._verdict(tag, job, code, out, err)
 
-    def _verdict(self, tag: str, job: _Job, code: int, out: bytes, err: bytes) -> bytes | None:
+    def _verdict(self, tag: str, job: WorkerJob, code: int, out: bytes, err: bytes) -> bytes | None:
         if job.timed_out:
             log.info(
                 "diagram %s not drawn: rendering took longer than %g s",
@@ -249,38 +237,10 @@ class DiagramRenderer:
         log.info("diagram %s not drawn: %s (%s)", tag, reason, detail[0][:160])
         return None
 
-    def _work(self, job: _Job) -> tuple[int, bytes, bytes]:
-        """In a pool thread: start the worker, feed it, kill it at the deadline, reap it."""
-        env = {k: os.environ[k] for k in WORKER_ENV_KEYS if k in os.environ}
-        pipe = subprocess.PIPE
-        proc = subprocess.Popen(job.command, stdin=pipe, stdout=pipe, stderr=pipe, env=env)
-        with self._lock:
-            job.proc = proc
-            stopped = job.stopped
-        if stopped:
-            proc.kill()
-        try:
-            out, err = proc.communicate(job.source, timeout=self.settings.timeout_seconds)
-        except subprocess.TimeoutExpired:
-            job.timed_out = True
-            proc.kill()
-            if proc.stdin is not None:
-                with contextlib.suppress(OSError):
-                    proc.stdin.close()
-            out, err = proc.communicate()  # reaps it: no zombie is left behind
-        return proc.returncode, out, err
-
-    def _stop(self, job: _Job) -> None:
-        with self._lock:
-            job.stopped = True
-            proc = job.proc
-        if proc is not None:
-            proc.kill()
-
     async def aclose(self) -> None:
         """Kill every render still running; their threads reap them."""
         self._closed = True
         for job in list(self._jobs):
-            self._stop(job)
+            job.stop()
         if self._threads is not None:
             self._threads.shutdown(wait=False)
