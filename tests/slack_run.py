@@ -118,6 +118,7 @@ class SlackRun:
         secret: str = SIGNING_SECRET,
     ) -> tuple[int, float]:
         """POST a signed event; return (HTTP status, seconds to the acknowledgement)."""
+        self.slack.note_event(body)
         raw, headers = event_request(body, secret, retry=retry, timestamp=timestamp)
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.port}/slack/events", data=raw, headers=headers, method="POST"

@@ -171,6 +171,9 @@ class FakeSlack:
     _loop: asyncio.AbstractEventLoop | None = None
     url: str = ""
     uploads: dict[str, SlackUpload] = field(default_factory=dict)  # file id -> upload
+    # (channel, ts) of people's messages delivered as events: Slack holds them before it sends
+    # the event, so chat.getPermalink finds them too.
+    user_messages: set[tuple[str, str]] = field(default_factory=set)
 
     # scripting -----------------------------------------------------------------------
 
@@ -245,6 +248,14 @@ class FakeSlack:
         """The final text of each of the bot's messages in a thread, posted or streamed."""
         return [m.text for m in self.thread_messages(channel, thread_ts)]
 
+    def note_event(self, body: dict[str, Any]) -> None:
+        """Remember the message an Events API envelope carries, as Slack has it before sending."""
+        event = body.get("event") or {}
+        channel, ts = event.get("channel"), event.get("ts")
+        if event.get("type") in ("app_mention", "message") and channel and ts:
+            with self._lock:
+                self.user_messages.add((str(channel), str(ts)))
+
     def message(self, channel: str, ts: str) -> SlackMessage | None:
         """One message by channel and ts."""
         with self._lock:
@@ -307,7 +318,8 @@ class FakeSlack:
         return web.json_response(body)
 
     def _next_ts(self) -> str:
-        return f"{int(time.time())}.{next(self._ts):06d}"
+        # A range of its own, so the bot's ts never equals a test event's `{time}.{n:06d}`.
+        return f"{int(time.time())}.{500000 + next(self._ts):06d}"
 
     def _answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         if method == "auth.test":
@@ -498,6 +510,7 @@ class FakeSlack:
             "retry_reason": "timeout" if retry_attempt else "",
         }
         assert self._loop is not None
+        self.note_event(body)
 
         async def send() -> None:
             for ws in list(self._sockets):
@@ -525,10 +538,12 @@ class FakeSlack:
             if not channel or not ts:
                 return {"ok": False, "error": "invalid_arguments"}
             found = self.message(channel, ts)
-            if found is None:
+            with self._lock:
+                known = found is not None or (channel, ts) in self.user_messages
+            if not known:
                 return {"ok": False, "error": "message_not_found"}
             link = f"https://acme.slack.com/archives/{channel}/p{ts.replace('.', '')}"
-            if found.thread_ts and found.thread_ts != ts:
+            if found is not None and found.thread_ts and found.thread_ts != ts:
                 link += f"?thread_ts={found.thread_ts}&cid={channel}"
             return {"ok": True, "channel": channel, "permalink": link}
         if "files:write" not in self.scopes:
