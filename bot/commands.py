@@ -61,8 +61,12 @@ class CommandContext:
     msg: IncomingMessage
     thread: ThreadRow
     services: Services
+    # Stops the thread's running turn (`Consultant.stop`); None where no turns run.
+    stop: Callable[[str, str], bool] | None = None
     # Attached to the command's reply (a command returns only its text).
     files: list[ReplyFile] = field(default_factory=list)
+    # Set when the command's effect answers for it: nothing is posted.
+    silent: bool = False
 
     @property
     def is_admin(self) -> bool:
@@ -210,6 +214,20 @@ async def todo_command(ctx: CommandContext, args: str) -> str:
             ) from None
         return f"Todo {todo.number} is now {todo.status}: {todo.title}"
     raise CommandError("`!todo` takes `add`, `done` or `drop`.")
+
+
+@command(
+    "stop",
+    usage="!stop",
+    summary="stop the answer being written in this thread",
+    read_only=True,  # it must not wait for the very turn it stops
+)
+async def stop_command(ctx: CommandContext, args: str) -> str:
+    """Stop this thread's running turn; it answers "Stopped." itself."""
+    if ctx.stop is not None and ctx.stop(ctx.thread.key, ctx.msg.user):
+        ctx.silent = True
+        return ""
+    return "Nothing is being written in this thread right now."
 
 
 @command("forget", usage="!forget", summary="clear this thread's memory (todos stay)")

@@ -28,6 +28,7 @@ from bot.events import IncomingMessage, Reply, TextSink
 from bot.llm import ModelClient
 from bot.metrics import INFLIGHT, MODEL_ERRORS, QUEUE_DEPTH, TURN_LATENCY, TURNS
 from bot.ports import Outbox
+from bot.progress import ProgressSink, ToolProgress, describe_call
 from bot.prompts import COMPACTION_PROMPT, CONSULTANT_PROMPT
 from bot.settings import Secrets, Settings
 from bot.signoff import SignOffFilter, sign_off
@@ -37,6 +38,9 @@ from bot.tools import Services, ToolContext, ToolRegistry
 log = logging.getLogger(__name__)
 
 FORWARDED_LIMIT = 8000  # characters of one forwarded message the model sees
+STOPPED_REPLY = "Stopped."
+# Kept in the history after what a stopped answer had written, so the model knows.
+CUT_OFF_NOTE = "[This answer was cut off: it was stopped before it was finished.]"
 
 # Read by the log formatter: every line logged during a turn carries its id.
 correlation_id: contextvars.ContextVar[str] = contextvars.ContextVar("correlation_id", default="-")
@@ -162,6 +166,7 @@ class Consultant:
         self.services = services or Services(model=model)
         self.system_prompt = system_prompt
         self._locks = _ThreadLocks()
+        self._running: dict[str, _RunningTurn] = {}  # thread key -> its turn running here
         # Half the history budget, at about 4 characters a token.
         self._message_limit = max(4000, settings.llm.history_token_budget * 2)
         self.started_at = utcnow()
@@ -206,22 +211,27 @@ class Consultant:
         msg: IncomingMessage,
         on_text: TextSink | None = None,
         on_queued: Callable[[], None] | None = None,
+        on_progress: ProgressSink | None = None,
     ) -> Reply | None:
-        """Answer one message; None when it is a redelivery or not allowed.
+        """Answer one message; None when it is a redelivery, not allowed, or has nothing to post.
 
         `on_text`, if given, receives the answer's text while the model writes
         it (for platforms that stream); the returned Reply is still the whole,
         signed-off answer. `on_queued`, if given, is called once the message is
         stored and has its place in its thread's order (or was turned away), so
         an adapter that must await something before calling `handle` can hold
-        the thread's next message until then, and no longer.
+        the thread's next message until then, and no longer. `on_progress`, if
+        given, hears of each tool call as it starts and ends.
+
+        A turn stopped with `stop` returns a Reply of kind "stopped" ("Stopped.");
+        a `!stop` that stopped one returns None, since the stopped turn says so.
         """
         queued = _Once(on_queued)
         self._inflight += 1
         self._idle.clear()
         INFLIGHT.inc()
         try:
-            return await self._handle(msg, on_text, queued)
+            return await self._handle(msg, on_text, queued, on_progress)
         finally:
             queued()
             INFLIGHT.dec()
@@ -237,8 +247,33 @@ class Consultant:
             return False
         return True
 
+    def stop(self, thread_key: str, user: str = "") -> bool:
+        """Stop the turn running in a thread now; False when none runs here.
+
+        The turn's model call (or tool call) is cancelled at once; the turn
+        itself then stores what was written as cut off and answers "Stopped.".
+        Turns queued behind it are answered as usual.
+        """
+        running = self._running.get(thread_key)
+        if running is None or running.task is None or running.task.done() or running.stopping:
+            return False
+        running.stopping = True
+        log.info("stopping turn %s in %s (asked by %s)", running.turn_id, thread_key, user or "-")
+        running.task.cancel()
+        TURNS.labels(outcome="stopped").inc()
+        return True
+
+    def running_turn(self, thread_key: str) -> int | None:
+        """The id of the turn running in a thread in this process, if any."""
+        running = self._running.get(thread_key)
+        return running.turn_id if running is not None else None
+
     async def _handle(
-        self, msg: IncomingMessage, on_text: TextSink | None, queued: _Once
+        self,
+        msg: IncomingMessage,
+        on_text: TextSink | None,
+        queued: _Once,
+        on_progress: ProgressSink | None = None,
     ) -> Reply | None:
         if not msg.has_content and not msg.mentioned:
             log.debug("ignoring %s: nothing to read", msg.event_id)
@@ -290,7 +325,7 @@ class Consultant:
             async with self._thread_order(thread.key):
                 return await self._run_command(msg, self.store.get_thread_by_id(thread.id))
         assert turn_id is not None
-        return await self._locked_turn(thread.key, turn_id, on_text)
+        return await self._locked_turn(thread.key, turn_id, on_text, on_progress)
 
     async def recover_pending(self, outboxes: Mapping[str, Outbox]) -> int:
         """Complete turns a crash interrupted and post their answers; return how many.
@@ -388,13 +423,17 @@ class Consultant:
             return text
         return f"{msg.user_name or msg.user}: {text}"
 
-    async def _run_command(self, msg: IncomingMessage, thread: ThreadRow) -> Reply:
-        ctx = CommandContext(self.store, self.settings, self.secrets, msg, thread, self.services)
+    async def _run_command(self, msg: IncomingMessage, thread: ThreadRow) -> Reply | None:
+        ctx = CommandContext(
+            self.store, self.settings, self.secrets, msg, thread, self.services, stop=self.stop
+        )
         try:
             body = await self.commands.run(ctx, msg.text)
         except Exception as exc:
             ref = log_failure(exc, f"command {msg.text.split()[0][:40]!r} in {thread.key} failed")
             return Reply(sign_off(command_failure_reply(exc, ref)), thread.key, kind="error")
+        if ctx.silent:  # the command's effect answers for it (a stopped turn says "Stopped.")
+            return None
         return Reply(sign_off(body), thread.key, kind="command", files=tuple(ctx.files))
 
     @contextlib.asynccontextmanager
@@ -417,20 +456,75 @@ class Consultant:
         """Answer a turn stored by another part of the core (a check-in's review), in order."""
         return await self._locked_turn(thread_key, turn_id)
 
-    async def _locked_turn(self, key: str, turn_id: int, on_text: TextSink | None = None) -> Reply:
+    async def _locked_turn(
+        self,
+        key: str,
+        turn_id: int,
+        on_text: TextSink | None = None,
+        on_progress: ProgressSink | None = None,
+    ) -> Reply:
         with TURN_LATENCY.time():
             async with self._thread_order(key):
                 event = correlation_id.get()  # the adapter's id, when it set one: lines join up
                 turn = f"turn-{turn_id}"
                 token = correlation_id.set(turn if event == "-" else f"{event}/{turn}")
                 try:
-                    return await self._run_turn(key, turn_id, on_text)
+                    return await self._stoppable_turn(key, turn_id, on_text, on_progress)
                 finally:
                     correlation_id.reset(token)
 
-    async def _run_turn(self, key: str, turn_id: int, on_text: TextSink | None = None) -> Reply:
+    async def _stoppable_turn(
+        self,
+        key: str,
+        turn_id: int,
+        on_text: TextSink | None,
+        on_progress: ProgressSink | None,
+    ) -> Reply:
+        """Run the turn as its own task, so `stop` can cancel it and only it."""
+        running = _RunningTurn(turn_id)
+        running.task = asyncio.create_task(
+            self._run_turn(key, turn_id, on_text, on_progress, running)
+        )
+        self._running[key] = running
         try:
-            return await self._turn(turn_id, on_text)
+            return await running.task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not running.stopping or (current is not None and current.cancelling()):
+                raise  # shutdown, not a stop: the turn stays pending and is recovered
+            return self._stopped(key, turn_id, running)
+        finally:
+            if self._running.get(key) is running:
+                del self._running[key]
+
+    def _stopped(self, key: str, turn_id: int, running: _RunningTurn) -> Reply:
+        """Store a stopped turn: its question, what was written so far (cut off), "Stopped."."""
+        reply = sign_off(STOPPED_REPLY)
+        written = running.live.strip()
+        cut = f"{written}\n\n{CUT_OFF_NOTE}" if written else CUT_OFF_NOTE
+        try:
+            turn = self.store.get_turn(turn_id)
+            with self.store.transaction():
+                self.store.add_message(
+                    turn.thread_id, turn_id, "assistant", [{"type": "text", "text": cut}]
+                )
+                self.store.finish_turn(turn_id, status="stopped", reply=reply)
+        except Exception as exc:
+            ref = log_failure(exc, f"storing stopped turn {turn_id} failed")
+            return Reply(sign_off(failure_reply(exc, ref)), key, kind="error", turn_id=turn_id)
+        log.info("turn %s stopped; %d characters of its answer kept", turn_id, len(written))
+        return Reply(reply, key, kind="stopped", turn_id=turn_id)
+
+    async def _run_turn(
+        self,
+        key: str,
+        turn_id: int,
+        on_text: TextSink | None = None,
+        on_progress: ProgressSink | None = None,
+        running: _RunningTurn | None = None,
+    ) -> Reply:
+        try:
+            return await self._turn(turn_id, on_text, on_progress, running or _RunningTurn(turn_id))
         except Exception as exc:
             # A store error, a bug or an SDK surprise: the turn still ends, with a
             # reply and a reference to the logged traceback, never pending and silent.
@@ -449,7 +543,13 @@ class Consultant:
             TURNS.labels(outcome="internal_error").inc()
             return Reply(reply, key, kind="error", turn_id=turn_id)
 
-    async def _turn(self, turn_id: int, on_text: TextSink | None) -> Reply:
+    async def _turn(
+        self,
+        turn_id: int,
+        on_text: TextSink | None,
+        on_progress: ProgressSink | None,
+        running: _RunningTurn,
+    ) -> Reply:
         turn = self.store.get_turn(turn_id)
         if turn.status != "pending":  # finished by another process or an earlier attempt
             return Reply(
@@ -464,7 +564,9 @@ class Consultant:
             if await self._compact_if_needed(thread, turn_id, turn.user):
                 thread = self.store.get_thread_by_id(turn.thread_id)
             sink = _RoundSeparatedSink(on_text) if on_text is not None else None
-            shown, final = await self._tool_loop(thread, turn_id, turn.user, sink)
+            shown, final = await self._tool_loop(
+                thread, turn_id, turn.user, sink, _ProgressReporter(on_progress), running
+            )
             if sink is not None:
                 await sink.finish()
         except ModelUnavailable as exc:
@@ -491,7 +593,13 @@ class Consultant:
         check_daily_budget(self.store, self.settings, user)
 
     async def _tool_loop(
-        self, thread: ThreadRow, turn_id: int, user: str, sink: _RoundSeparatedSink | None
+        self,
+        thread: ThreadRow,
+        turn_id: int,
+        user: str,
+        sink: _RoundSeparatedSink | None,
+        progress: _ProgressReporter,
+        running: _RunningTurn,
     ) -> tuple[str, str]:
         """Run model calls and tools; return (all rounds' text as shown, the last round's text).
 
@@ -509,11 +617,24 @@ class Consultant:
         )
         # Listed once per turn: extension tools stay the same while their servers run.
         tool_defs = await self.tools.schemas_for(ctx)
+        default_repo = (
+            thread.repo
+            or self.store.channel_repo(thread.channel_key)
+            or self.settings.github.default_repo
+            or None
+        )
         shown: list[str] = []
+
+        async def seen(text: str) -> None:
+            running.live += text  # what a stop keeps of this round
+            if sink is not None:
+                await sink.send(text)
+
         for round_no in range(rounds + 1):
             last_round = round_no == rounds
             if sink is not None:
                 sink.new_round()
+            running.live = ""
             self._check_budget(user)  # before every call: one turn may run many rounds
             result = await self.model.complete(
                 system=self.system_prompt,
@@ -524,8 +645,10 @@ class Consultant:
                 channel_key=thread.channel_key,
                 user=user,
                 tool_choice={"type": "none"} if last_round and rounds > 0 else None,
-                on_text=sink.send if sink is not None else None,
+                on_text=seen if sink is not None else None,
+                turn_id=turn_id,
             )
+            running.live = result.raw_text
             # What users see is what was streamed: raw round texts, a blank line
             # between rounds (the sink adds the same separator).
             if result.raw_text:
@@ -538,7 +661,15 @@ class Consultant:
                 if last_round:
                     output, is_error = TOOL_LIMIT_NOTE, True
                 else:
-                    output, is_error = await self.tools.call(use["name"], use.get("input"), ctx)
+                    item = describe_call(use["id"], use["name"], use.get("input"), default_repo)
+                    await progress.report(item)
+                    try:
+                        output, is_error = await self.tools.call(use["name"], use.get("input"), ctx)
+                    except asyncio.CancelledError:
+                        if running.stopping:  # the card must not spin on in a closed stream
+                            await progress.report(item.finished(False))
+                        raise
+                    await progress.report(item.finished(not is_error))
                     output = cap_text(output, self._message_limit)
                 block: dict[str, Any] = {
                     "type": "tool_result",
@@ -777,6 +908,33 @@ class _RoundSeparatedSink:
             # A platform hiccup while streaming must not lose the answer: the
             # adapter still gets the whole Reply and can post it.
             log.exception("streaming text to the platform failed; continuing without it")
+            self._sink = None
+
+
+@dataclass
+class _RunningTurn:
+    """A turn running in this process: its task (for `stop`) and the text of its round."""
+
+    turn_id: int
+    task: asyncio.Task[Reply] | None = None
+    live: str = ""  # this round's text so far: a stop keeps it, cut off
+    stopping: bool = False
+
+
+class _ProgressReporter:
+    """Passes tool progress to the adapter's sink; a failing sink never fails the turn."""
+
+    def __init__(self, sink: ProgressSink | None) -> None:
+        self._sink = sink
+
+    async def report(self, item: ToolProgress) -> None:
+        """Tell the adapter; on an adapter error, log once and stop telling it."""
+        if self._sink is None:
+            return
+        try:
+            await self._sink(item)
+        except Exception:
+            log.exception("showing tool progress failed; continuing without it")
             self._sink = None
 
 

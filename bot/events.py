@@ -106,7 +106,8 @@ class Reply:
     """What the core answers: Markdown text that already ends with the sign-off.
 
     `kind` is "answer" (the model wrote it), "command" (a !command),
-    "error" (the model was unavailable; the message was kept) or "notice".
+    "error" (the model was unavailable; the message was kept), "notice", or
+    "stopped" (the turn was stopped: "Stopped.").
     `files` are attached after the text (a Slack upload, a Discord attachment).
     """
 
@@ -115,3 +116,8 @@ class Reply:
     kind: str = "answer"
     turn_id: int | None = None
     files: tuple[ReplyFile, ...] = ()
+
+    @property
+    def takes_feedback(self) -> bool:
+        """True for a model's answer: its last message carries the 👍 / 👎 buttons."""
+        return self.kind == "answer" and self.turn_id is not None

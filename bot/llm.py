@@ -337,6 +337,7 @@ class ModelClient:
         model: str | None = None,
         tool_choice: dict[str, Any] | None = None,
         on_text: TextSink | None = None,
+        turn_id: int | None = None,
     ) -> ModelResult:
         """One Messages API call; raises ModelUnavailable on any failure.
 
@@ -427,7 +428,9 @@ class ModelClient:
                 cache_write=cache_write,
             ),
         )
-        self.store.record_usage(record, thread_id=thread_id, channel_key=channel_key, user=user)
+        self.store.record_usage(
+            record, thread_id=thread_id, channel_key=channel_key, user=user, turn_id=turn_id
+        )
         for kind, count in (
             ("input", record.input_tokens),
             ("output", record.output_tokens),

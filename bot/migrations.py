@@ -259,3 +259,11 @@ def m009_extension_calls(db: Database) -> None:
         """
     )
     db.execute("CREATE INDEX extension_calls_channel ON extension_calls(channel_key, created_at)")
+
+
+@migrations()
+def m010_usage_turn(db: Database) -> None:
+    # Each model call's ledger row names its turn, so an answer's feedback can be
+    # weighed against what it cost (`!quality`: cost per helpful answer).
+    db.execute("ALTER TABLE usage ADD COLUMN turn_id INTEGER")
+    db.execute("CREATE INDEX usage_turn ON usage(turn_id)")

@@ -345,7 +345,11 @@ class Store:
     def finish_turn(
         self, turn_id: int, *, status: str, reply: str, error: str | None = None
     ) -> None:
-        """Close a turn: its user message stops being pending, its reply is stored."""
+        """Close a turn: its user message stops being pending, its reply is stored.
+
+        A stopped turn keeps its messages in the history (its question and the
+        answer cut off), like a done one; a failed turn's are left out.
+        """
         with self.transaction():
             self.conn.execute(
                 "UPDATE turns SET status = ?, reply = ?, error = ?, finished_at = ? WHERE id = ?",
@@ -353,7 +357,7 @@ class Store:
             )
             self.conn.execute(
                 "UPDATE messages SET status = ? WHERE turn_id = ? AND status = 'pending'",
-                ("complete" if status == "done" else "failed", turn_id),
+                ("complete" if status in ("done", "stopped") else "failed", turn_id),
             )
 
     def mark_posted(self, turn_id: int) -> None:
@@ -376,8 +380,8 @@ class Store:
         ids = [
             r[0]
             for r in self.conn.execute(
-                "SELECT id FROM turns WHERE status IN ('done', 'failed') AND posted_at IS NULL"
-                " AND reply IS NOT NULL AND finished_at >= ? AND finished_at < ? ORDER BY id",
+                "SELECT id FROM turns WHERE status IN ('done', 'failed', 'stopped')"
+                " AND posted_at IS NULL AND reply IS NOT NULL AND finished_at >= ? AND finished_at < ? ORDER BY id",
                 (finished_after, finished_before),
             ).fetchall()
         ]
@@ -615,15 +619,22 @@ class Store:
     # usage -----------------------------------------------------------------------
 
     def record_usage(
-        self, record: UsageRecord, *, thread_id: int | None, channel_key: str, user: str
+        self,
+        record: UsageRecord,
+        *,
+        thread_id: int | None,
+        channel_key: str,
+        user: str,
+        turn_id: int | None = None,
     ) -> None:
         """Append one model call to the usage ledger."""
         self.conn.execute(
-            "INSERT INTO usage (thread_id, channel_key, user, model, purpose, input_tokens,"
-            " output_tokens, cache_read_tokens, cache_write_tokens, latency_ms, cost_usd,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO usage (thread_id, turn_id, channel_key, user, model, purpose,"
+            " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, latency_ms,"
+            " cost_usd, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 thread_id,
+                turn_id,
                 channel_key,
                 user,
                 record.model,

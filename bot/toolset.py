@@ -9,6 +9,7 @@ import bot.checkins.commands
 import bot.commands
 import bot.decisions.commands
 import bot.extension_commands
+import bot.quality
 import bot.repo_commands
 import bot.tools.delegate
 import bot.tools.repo
@@ -23,6 +24,7 @@ _ = (
     bot.commands,
     bot.decisions.commands,
     bot.extension_commands,
+    bot.quality,
     bot.repo_commands,
     bot.tools.delegate,
     bot.tools.repo,

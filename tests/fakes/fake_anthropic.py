@@ -211,6 +211,7 @@ class RecordedRequest:
 @dataclass
 class FakeAnthropic:
     latency: float = 0.0
+    stream_delay: float = 0.0  # seconds between streamed text deltas (a slow writer)
     default_text: str | None = None
     always_error: int | None = None  # status for every message request (e.g. 529)
     gateway: bool = False  # refuse unknown top-level fields like an OpenAI-style backend
@@ -394,7 +395,10 @@ class FakeAnthropic:
                     },
                 )
                 text = block["text"]
-                for i in range(0, len(text), 400):
+                step = 40 if self.stream_delay else 400
+                for i in range(0, len(text), step):
+                    if self.stream_delay and i:
+                        await asyncio.sleep(self.stream_delay)
                     await send(
                         "content_block_delta",
                         {
