@@ -656,6 +656,8 @@ class Consultant:
             uses = result.tool_uses
             if result.stop_reason != "tool_use" or not uses:
                 return "\n\n".join(shown), result.text
+            if sink is not None:
+                await sink.end_round()  # the round's text is whole: show it before the tools run
             results: list[dict[str, Any]] = []
             for use in uses:
                 if last_round:
@@ -894,6 +896,10 @@ class _RoundSeparatedSink:
             text, self._separate = "\n\n" + text, False
         self._wrote = True
         await self._forward(self._filter.feed(text))
+
+    async def end_round(self) -> None:
+        """A round's text is complete (tools run next): pass on what the filter holds."""
+        await self._forward(self._filter.flush())
 
     async def finish(self) -> None:
         """The answer is complete: pass on what the filter still holds."""

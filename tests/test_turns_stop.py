@@ -154,8 +154,7 @@ async def test_bang_stop_stops_the_running_turn_without_waiting_for_it_and_says_
 async def test_a_stop_does_not_touch_the_turns_queued_behind_it(
     core: Core, fake_anthropic: FakeAnthropic
 ) -> None:
-    fake_anthropic.latency = 1.0
-    fake_anthropic.reply_text("First, never shown.")
+    fake_anthropic.latency = 1.0  # the stopped call leaves the scripted answer for the next
     fake_anthropic.reply_text("Second answer.")
     first = asyncio.create_task(core.consultant.handle(msg("One", thread="s5", event_id="q1")))
     await eventually(lambda: len(fake_anthropic.message_requests) == 1, "the first model call")

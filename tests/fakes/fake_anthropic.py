@@ -325,6 +325,10 @@ class FakeAnthropic:
         rec = await self._record(request)
         if self.latency:
             await asyncio.sleep(self.latency)
+        if request.transport is None or request.transport.is_closing():
+            # The client went away while we "thought" (a stopped turn): answer no one,
+            # and leave the scripted answer for the next request.
+            raise web.HTTPRequestTimeout()
         if self.gateway and (problem := gateway_problem(rec.body)):
             return web.json_response(
                 {"error": {"message": problem, "type": None, "param": None, "code": "400"}},
@@ -404,7 +408,7 @@ class FakeAnthropic:
                         {
                             "type": "content_block_delta",
                             "index": index,
-                            "delta": {"type": "text_delta", "text": text[i : i + 400]},
+                            "delta": {"type": "text_delta", "text": text[i : i + step]},
                         },
                     )
             else:
