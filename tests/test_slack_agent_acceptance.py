@@ -272,6 +272,36 @@ def test_opening_the_assistant_pane_offers_prompts_and_the_first_question_names_
     assert len(slack.calls_of("assistant.threads.setTitle")) == 1  # the first question only
 
 
+def test_opening_the_agent_apps_dm_offers_the_prompts_once(
+    archbot: SlackRun, slack: FakeSlack
+) -> None:
+    opened = event_body("assistant_thread_started")
+    opened["event"] = {
+        "type": "app_home_opened",
+        "user": "U0ALICE01",
+        "channel": "D0AGENTDM",
+        "tab": "messages",
+        "event_ts": opened["event"]["event_ts"],
+    }
+    for _ in range(2):
+        assert archbot.send(opened)[0] == 200
+    home = {**opened, "event": {**opened["event"], "channel": "D0HOMETAB", "tab": "home"}}
+    assert archbot.send(home)[0] == 200
+    offered = wait_until(
+        lambda: slack.suggested_prompts.get(("D0AGENTDM", "")), what="the DM's prompts"
+    )
+    assert offered["prompts"] == [dict(p) for p in SUGGESTED_PROMPTS]
+    barrier(archbot, "D0BARRIERH")
+    calls = [
+        c
+        for c in slack.calls_of("assistant.threads.setSuggestedPrompts")
+        if c.args.get("channel_id") == "D0AGENTDM"
+    ]
+    assert len(calls) == 1  # once per run
+    assert "thread_ts" not in calls[0].args  # an agent app's DM prompts take no thread
+    assert ("D0HOMETAB", "") not in slack.suggested_prompts
+
+
 def test_where_sessions_are_refused_the_old_indicator_shows_and_setstatus_is_not_retried(
     tmp_path: Path, model: FakeAnthropic
 ) -> None:

@@ -9,12 +9,13 @@ from typing import Any
 
 from slack_sdk.models.blocks import Block, ContextActionsBlock
 
-from adapters.slack.assistant import SUGGESTED_PROMPTS, pane_thread, thread_title
+from adapters.slack.assistant import SUGGESTED_PROMPTS, opened_dm, pane_thread, thread_title
 from adapters.slack.feedback import FEEDBACK_ACTION_ID, feedback_block, parse_feedback_click
 from adapters.slack.sessions import SESSION_TITLE_MAX_CHARS, response_warnings, session_title
 from adapters.slack.tasks import stream_content, task_chunk
 from adapters.slack.translate import session_stop
 from bot.progress import Source, ToolProgress, describe_call
+from tests.conftest import REPO_ROOT
 from tests.fakes.fake_slack import block_problem, chunk_problem, event_body, feedback_click
 
 
@@ -226,3 +227,26 @@ def test_the_pane_thread_is_read_from_assistant_thread_started() -> None:
     body["event"]["assistant_thread"]["thread_ts"] = "now"
     assert pane_thread(body) is None
     assert pane_thread({"event": {"assistant_thread": "D1"}}) is None
+
+
+def test_opening_the_agent_dm_on_its_messages_tab_is_where_prompts_go() -> None:
+    body = {"event": {"type": "app_home_opened", "channel": "D0ALICEDM", "tab": "messages"}}
+    assert opened_dm(body) == "D0ALICEDM"
+    assert opened_dm({"event": {**body["event"], "tab": "home"}}) is None
+    assert opened_dm({"event": {**body["event"], "channel": "C0GENERAL"}}) is None
+    assert opened_dm({"event": {**body["event"], "channel": ["D1"]}}) is None
+
+
+def test_the_manifest_declares_an_agent_its_stop_event_and_interactivity() -> None:
+    manifest = (REPO_ROOT / "slack-manifest.yml").read_text()
+    listed = {line.strip()[2:] for line in manifest.splitlines() if line.strip().startswith("- ")}
+    assert {
+        "agent_session_stopped",
+        "app_home_opened",
+        "assistant_thread_started",
+        "assistant_thread_context_changed",
+        "chat:write",
+        "assistant:write",
+    } <= listed
+    assert "\n  agent_view:\n    agent_description: " in manifest
+    assert "\n  interactivity:\n    is_enabled: true\n" in manifest

@@ -116,6 +116,7 @@ class SlackAdapter:
         self.app.event("message")(self._on_message)
         self.app.event("agent_session_stopped")(self._on_session_stopped)
         self.app.event("assistant_thread_started")(self._on_pane_opened)
+        self.app.event("app_home_opened")(self._on_home_opened)
         self.app.action(FEEDBACK_ACTION_ID)(self._on_feedback)
         self.app.command(SLASH_COMMAND)(self._on_slash_command)
         # Last, so it only gets what no listener above took: bolt answers an event nobody
@@ -291,6 +292,9 @@ class SlackAdapter:
 
     async def _on_pane_opened(self, body: dict[str, Any]) -> None:
         await self.pane.started(body)
+
+    async def _on_home_opened(self, body: dict[str, Any]) -> None:
+        await self.pane.dm_opened(body)
 
     async def _on_feedback(self, ack: Callable[..., Awaitable[Any]], body: dict[str, Any]) -> None:
         """A 👍 / 👎 click: acknowledged first, then checked and stored (a bad one is only logged)."""

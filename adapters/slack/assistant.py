@@ -3,7 +3,10 @@
 `assistant_thread_started` gets up to four suggested prompts
 (assistant.threads.setSuggestedPrompts); the first question asked in that thread
 names it (assistant.threads.setTitle, from the text itself: no model call).
-`assistant_thread_context_changed` needs nothing but its acknowledgement.
+`assistant_thread_context_changed` needs nothing but its acknowledgement. An app
+declared an agent (`agent_view`) gets no `assistant_thread_started`: Slack sends
+`app_home_opened` (tab "messages") when someone opens its DM, and the prompts are
+set for that DM without a thread (a thread_ts would make the call fail silently).
 """
 
 from __future__ import annotations
@@ -81,6 +84,17 @@ def pane_thread(body: Mapping[str, Any]) -> tuple[str, str] | None:
     return channel, thread_ts
 
 
+def opened_dm(body: Mapping[str, Any]) -> str | None:
+    """The DM channel of an `app_home_opened` event on the Messages tab; None otherwise."""
+    event = body.get("event")
+    if not isinstance(event, Mapping) or event.get("tab") != "messages":
+        return None
+    channel = event.get("channel")
+    if isinstance(channel, str) and _CHANNEL.fullmatch(channel) and channel.startswith("D"):
+        return channel
+    return None
+
+
 def thread_title(text: str) -> str:
     """A pane thread's title from its first question: one line, no markup, capped."""
     return shown_value(text, THREAD_TITLE_MAX_CHARS)
@@ -92,6 +106,7 @@ class AssistantPane:
     def __init__(self, client: AsyncWebClient) -> None:
         self.client = client
         self._untitled: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._offered: OrderedDict[str, None] = OrderedDict()  # agent DMs given their prompts
 
     async def started(self, body: Mapping[str, Any]) -> None:
         """`assistant_thread_started`: set the suggested prompts; the thread awaits its title."""
@@ -103,6 +118,19 @@ class AssistantPane:
         self._untitled[where] = None
         while len(self._untitled) > _REMEMBERED:
             self._untitled.popitem(last=False)
+        await self._offer(channel, thread_ts)
+
+    async def dm_opened(self, body: Mapping[str, Any]) -> None:
+        """`app_home_opened` on the Messages tab (an agent app): the DM's prompts, once per run."""
+        channel = opened_dm(body)
+        if channel is None or channel in self._offered:
+            return
+        self._offered[channel] = None
+        while len(self._offered) > _REMEMBERED:
+            self._offered.popitem(last=False)
+        await self._offer(channel, None)
+
+    async def _offer(self, channel: str, thread_ts: str | None) -> None:
         try:
             await self.client.assistant_threads_setSuggestedPrompts(
                 channel_id=channel,
