@@ -6,6 +6,7 @@ workspace that refuses sessions gets the old indicator."""
 
 from __future__ import annotations
 
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -172,6 +173,34 @@ def test_a_turn_reading_a_file_streams_its_task_card_ending_complete_and_the_but
         and (c.args.get("thread_ts") == ts or c.args.get("ts") == answer.ts)
     ]
     assert len(stream_calls) <= 4
+
+
+def test_stop_during_a_slow_tool_call_closes_the_stream_with_the_card_ended_in_error(
+    archbot: SlackRun, slack: FakeSlack, model: FakeAnthropic, github: FakeGitHub
+) -> None:
+    # Only the tool call is queued: the stopped turn makes no second model call.
+    model.reply_tool_use("read_file", {"path": "src/trading/serving/online.py"})
+    body = mention("C0TOOLSTOP", "tool stop check: read the online server")
+    ts = body["event"]["ts"]
+    github.latency = 5.0
+    try:
+        assert archbot.send(body)[0] == 200
+        wait_until(lambda: slack.task_updates("C0TOOLSTOP", ts), what="the card in progress")
+        started = time.monotonic()
+        stop = event_body(
+            "message_thread_followup", channel="C0TOOLSTOP", thread_ts=ts, text="!stop"
+        )
+        assert archbot.send(stop)[0] == 200
+        streamed, stopped = replies(slack, "C0TOOLSTOP", ts, count=2)
+        assert time.monotonic() - started < 2.0
+    finally:
+        github.latency = 0.0
+    assert stopped.text.startswith("Stopped.") and stopped.blocks == []
+    assert streamed.streamed and not streamed.streaming  # closed by the bot, on what it showed
+    cards = slack.task_updates("C0TOOLSTOP", ts)
+    assert [c["status"] for c in cards] == ["in_progress", "error"]
+    assert "src/trading/serving/online.py" in cards[-1]["title"]
+    assert streamed.blocks == []
 
 
 def test_answers_carry_feedback_buttons_commands_do_not_and_a_click_is_counted(
