@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 # Streaming: append when this much text is ready, or after this long with less (not every token).
 STREAM_BATCH_CHARS = 200
 STREAM_FLUSH_SECONDS = 0.5
-# At most one streaming call this often (chat.appendStream is Tier 4: about 100 a minute).
-STREAM_MIN_GAP_SECONDS = 0.25
+# At most one streaming call this often: chat.appendStream is Tier 4 (100+ a minute).
+STREAM_MIN_GAP_SECONDS = 0.5
 # chat.startStream errors that mean "not for this app or workspace" rather than "not this time".
 _STREAMING_UNSUPPORTED = frozenset(
     {
