@@ -151,6 +151,7 @@ class StreamedReply:
         self._closing = False
         self._last_call = 0.0
         self._wake = asyncio.Event()
+        self._closed = asyncio.Event()  # ends the pump's wait between calls at once
         self._pump_task: asyncio.Task[None] | None = None
 
     async def feed(self, delta: str) -> None:
@@ -191,7 +192,10 @@ class StreamedReply:
                 pass
             gap = self._last_call + STREAM_MIN_GAP_SECONDS - loop.time()
             if gap > 0 and not self._closing:
-                await asyncio.sleep(gap)
+                try:
+                    await asyncio.wait_for(self._closed.wait(), gap)
+                except TimeoutError:
+                    pass
             self._wake.clear()
             if self._closing:
                 return
@@ -203,6 +207,7 @@ class StreamedReply:
     async def _stop_pump(self) -> None:
         self._closing = True
         self._wake.set()
+        self._closed.set()
         task, self._pump_task = self._pump_task, None
         if task is not None:
             await task  # lets a Slack call under way finish, so order holds
@@ -238,6 +243,8 @@ class StreamedReply:
         await self._stop_pump()
         if self.state == "streaming":
             await self._quiet_stop()
+        if self.calls:
+            log.debug("slack: %s streamed in %d calls", self.msg.thread_key, self.calls)
 
     async def _send(
         self, text: str, *, last: bool, blocks: list[dict[str, Any]] | None = None
