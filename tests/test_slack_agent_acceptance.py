@@ -331,13 +331,25 @@ def test_opening_the_agent_apps_dm_offers_the_prompts_once(
     assert ("D0HOMETAB", "") not in slack.suggested_prompts
 
 
-def test_where_sessions_are_refused_the_old_indicator_shows_and_setstatus_is_not_retried(
-    tmp_path: Path, model: FakeAnthropic
+def test_where_sessions_and_streaming_are_refused_the_old_indicator_shows_and_answers_arrive(
+    tmp_path: Path, model: FakeAnthropic, github: FakeGitHub
 ) -> None:
-    refusing = FakeSlack(agent=True, scopes=set(DEFAULT_SCOPES) - {"assistant:write"})
+    refusing = FakeSlack(
+        agent=True, scopes=set(DEFAULT_SCOPES) - {"assistant:write"}, stream_error="unknown_method"
+    )
     with serving(refusing) as slack:
-        bot = SlackRun(tmp_path, slack, model)
+        bot = SlackRun(
+            tmp_path,
+            slack,
+            model,
+            GITHUB_TOKEN="ghp-test-not-real",
+            ARCHBOT_GITHUB__API_URL=github.url,  # type: ignore[attr-defined]
+            ARCHBOT_GITHUB__DEFAULT_REPO="acme/trading",
+        )
         try:
+            # A tool call where no stream can show its card: the turn goes on, the card is not shown.
+            model.reply_tool_use("read_file", {"path": "README.md"})
+            model.reply_text("Fake answer to: Alice: refusal check: one? It is in the README.")
             first = mention("C0NOAGENT", "refusal check: one?")
             assert bot.send(first)[0] == 200
             [answer] = replies(slack, "C0NOAGENT", first["event"]["ts"])
@@ -348,6 +360,8 @@ def test_where_sessions_are_refused_the_old_indicator_shows_and_setstatus_is_not
         finally:
             bot.stop_cleanly()
     assert answer.text.startswith("Fake answer to: Alice: refusal check: one?")
+    assert not answer.streamed and buttons(answer)  # posted, with its 👍 / 👎
+    assert slack.task_updates("C0NOAGENT", first["event"]["ts"]) == []
     [refused] = slack.calls_of("agents.sessions.setStatus")  # asked once, not every turn
     assert not refused.ok
     added = [c for c in slack.calls_of("reactions.add") if c.args.get("channel") == "C0NOAGENT"]
