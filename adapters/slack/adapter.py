@@ -1,7 +1,8 @@
 """SlackAdapter: slack-bolt AsyncApp over Socket Mode or HTTP (`POST /slack/events`).
 
-It wires the pure translation functions to bolt, shows the thinking indicator,
-and streams or posts each answer. Bolt acknowledges events before the
+It wires the pure translation functions to bolt, shows the agent session (or the
+thinking indicator), streams or posts each answer with its tool cards and feedback
+buttons, stops a turn on Slack's stop button, and offers the assistant pane's prompts. Bolt acknowledges events before the
 listener runs (`process_before_response=False`), so slow model turns never
 delay the ack. Exactly-once is the core's job: it records each message's key
 (see `translate.message_key`) in SQLite.
@@ -27,13 +28,16 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from adapters.slack.assistant import AssistantPane
 from adapters.slack.client import CALL_ERRORS, auth_status, configure_client, describe, secret
+from adapters.slack.feedback import FEEDBACK_ACTION_ID, feedback_block, parse_feedback_click
 from adapters.slack.files import permalink, upload_files
 from adapters.slack.gate import Installation, WorkspaceGate
 from adapters.slack.http import request_problem
 from adapters.slack.outbox import SlackOutbox
 from adapters.slack.people import SlackPeople
-from adapters.slack.render import render_parts
+from adapters.slack.render import fallback_text, render_parts
+from adapters.slack.sessions import AgentSessions, session_title
 from adapters.slack.stream import StreamedReply
 from adapters.slack.thinking import ThinkingIndicator
 from adapters.slack.translate import (
@@ -46,16 +50,19 @@ from adapters.slack.translate import (
     people_to_name,
     recipient_team,
     reply_thread_ts,
+    session_stop,
     should_answer_message,
     slash_to_incoming,
     to_incoming,
 )
 from bot.app import Core
 from bot.arrivals import ArrivalOrder, Place
+from bot.commands import is_command
 from bot.consultant import accept_correlation
 from bot.decisions.records import set_link
-from bot.errors import ArchbotError
+from bot.errors import ArchbotError, CommandError
 from bot.events import IncomingMessage, Reply
+from bot.feedback import record_vote
 
 log = logging.getLogger(__name__)
 
@@ -100,11 +107,17 @@ class SlackAdapter:
         self.client = configure_client(self.app.client, self.settings.api_url)
         self.outbox = SlackOutbox(self.client)
         self.thinking = ThinkingIndicator(self.client)
+        self.sessions = AgentSessions(self.client)
+        self.pane = AssistantPane(self.client)
         # Only the installed workspace is served; the gate learns it from auth.test at start.
         self.gate = WorkspaceGate()
         self.app.use(self.gate)
         self.app.event("app_mention")(self._on_app_mention)
         self.app.event("message")(self._on_message)
+        self.app.event("agent_session_stopped")(self._on_session_stopped)
+        self.app.event("assistant_thread_started")(self._on_pane_opened)
+        self.app.event("app_home_opened")(self._on_home_opened)
+        self.app.action(FEEDBACK_ACTION_ID)(self._on_feedback)
         self.app.command(SLASH_COMMAND)(self._on_slash_command)
         # Last, so it only gets what no listener above took: bolt answers an event nobody
         # listens to with 404 over HTTP and no acknowledgement in Socket Mode (a redelivery).
@@ -125,6 +138,8 @@ class SlackAdapter:
         self._seen: OrderedDict[str, None] = OrderedDict()
         # Workspaces where chat.startStream was refused -> when to try streaming again.
         self._no_streaming: dict[str, float] = {}
+        # Answers streaming now: Slack's stop button may have ended their messages already.
+        self._streams: set[StreamedReply] = set()
 
     # lifecycle -------------------------------------------------------------------------
 
@@ -261,6 +276,50 @@ class SlackAdapter:
             return
         await self._take_in(body, read_context=False)
 
+    async def _on_session_stopped(self, body: dict[str, Any]) -> None:
+        """Slack's stop button: cancel the thread's running turn; it answers "Stopped." itself."""
+        accept_correlation(f"slack-{body.get('event_id', '')}")
+        stop = session_stop(body)
+        if stop is None:
+            log.info("slack: an agent_session_stopped event without a valid thread; ignored")
+            return
+        for streamed in list(self._streams):
+            if streamed.msg.thread_key == stop.thread_key:
+                streamed.stopped_by_slack(stop.streams)
+        if not self.core.consultant.stop(stop.thread_key, stop.user):
+            log.info("slack: stop pressed in %s with no turn running here", stop.thread_key)
+            await self.sessions.settle(stop.workspace, stop.channel, stop.thread_ts)
+
+    async def _on_pane_opened(self, body: dict[str, Any]) -> None:
+        await self.pane.started(body)
+
+    async def _on_home_opened(self, body: dict[str, Any]) -> None:
+        await self.pane.dm_opened(body)
+
+    async def _on_feedback(self, ack: Callable[..., Awaitable[Any]], body: dict[str, Any]) -> None:
+        """A 👍 / 👎 click: acknowledged first, then checked and stored (a bad one is only logged)."""
+        await ack()
+        click = parse_feedback_click(body)
+        if click is None:
+            log.warning("slack: ignored a feedback click that is not well-formed")
+            return
+        prefix = f"{PLATFORM}/{click.team}/{click.channel}/"
+        try:
+            turn = self.core.store.get_turn(click.turn_id)
+            key = self.core.store.get_thread_by_id(turn.thread_id).key
+        except (TypeError, KeyError, IndexError):  # no such row
+            log.warning("slack: ignored feedback on answer %d: no such answer", click.turn_id)
+            return
+        if not key.startswith(prefix):
+            log.warning("slack: ignored feedback on answer %d from another channel", click.turn_id)
+            return
+        try:
+            record_vote(self.core.store, click.turn_id, click.user, click.vote)
+        except CommandError as exc:
+            log.warning("slack: ignored feedback on answer %d: %s", click.turn_id, exc)
+            return
+        log.info("slack: %s voted %s on answer %d", click.user, click.vote, click.turn_id)
+
     async def _on_other_event(self, body: dict[str, Any]) -> None:
         log.debug("slack: acknowledged %s (not acted on)", (body.get("event") or {}).get("type"))
 
@@ -286,7 +345,7 @@ class SlackAdapter:
         try:
             for part in render_parts(reply.text):
                 await respond(
-                    text=_fallback(part),
+                    text=fallback_text(part),
                     blocks=[{"type": "markdown", "text": part}],
                     response_type=response_type,
                 )
@@ -362,9 +421,10 @@ class SlackAdapter:
     async def _answer(
         self, msg: IncomingMessage, message_ts: str, event_id: object, team: str, place: Place
     ) -> None:
-        """Run one turn with a thinking indicator; stream the reply where possible, else post it."""
+        """Run one turn under its agent session (else a thinking indicator); stream the reply and
+        its tool cards where possible, else post it."""
         thread_ts = reply_thread_ts(msg.channel, msg.thread)
-        how, indicator_on, posted = "", False, False
+        how, indicator_on, posted, session = "", False, False, False
 
         async def visible() -> None:
             # The first streamed chunk replaces the indicator, as a posted reply does.
@@ -374,25 +434,39 @@ class SlackAdapter:
                 await self.thinking.stop(how, msg.channel, thread_ts, message_ts, posted=True)
 
         streamed: StreamedReply | None = None
-        if thread_ts is not None and self._can_stream(msg.workspace):
-            streamed = StreamedReply(
-                self.client,
-                self.outbox,
-                msg,
-                thread_ts,
-                team or msg.workspace,
-                on_visible=visible,
-                on_unsupported=self._streaming_unsupported,
-            )
         try:
-            how = await self.thinking.start(msg.channel, thread_ts, message_ts, msg.is_dm)
-            indicator_on = True
+            if thread_ts is not None and not is_command(msg.text):
+                await self.pane.first_question(msg.channel, thread_ts, msg.text)
+                session = await self.sessions.begin(
+                    msg.workspace, msg.channel, thread_ts, session_title(msg.text)
+                )
+            if thread_ts is not None and self._can_stream(msg.workspace):
+                where = (msg.channel, thread_ts)
+                streamed = StreamedReply(
+                    self.client,
+                    self.outbox,
+                    msg,
+                    thread_ts,
+                    team or msg.workspace,
+                    on_visible=visible,
+                    on_unsupported=self._streaming_unsupported,
+                    closing_status=(lambda: self.sessions.closing_status(*where))
+                    if session
+                    else None,
+                )
+                self._streams.add(streamed)
+            if not session:
+                how = await self.thinking.start(msg.channel, thread_ts, message_ts, msg.is_dm)
+                indicator_on = True
             reply = await self.core.consultant.handle(
                 msg,
                 on_text=streamed.feed if streamed is not None else None,
                 on_queued=place.leave,  # stored: the thread's next message may go
+                on_progress=streamed.progress if streamed is not None else None,
             )
-            if reply is not None:
+            if reply is not None and reply.kind == "stopped":
+                posted = await self._deliver_stopped(msg, reply, streamed)
+            elif reply is not None:
                 posted = await self._deliver(msg, reply, streamed)
         except Exception:
             # Not recorded as taken in: a retry of this event gets another chance.
@@ -401,17 +475,45 @@ class SlackAdapter:
         finally:
             if streamed is not None:
                 await streamed.close()
+                self._streams.discard(streamed)
             if indicator_on:
                 await self.thinking.stop(how, msg.channel, thread_ts, message_ts, posted)
+            if session and thread_ts is not None:
+                await self.sessions.end(
+                    msg.workspace,
+                    msg.channel,
+                    thread_ts,
+                    closed_by_stream=streamed is not None and streamed.session_closed,
+                )
+
+    async def _deliver_stopped(
+        self, msg: IncomingMessage, reply: Reply, streamed: StreamedReply | None
+    ) -> bool:
+        """A stopped turn: its stream closes on what it showed, then "Stopped." (no buttons)."""
+        if streamed is not None:
+            await streamed.abandon()
+        try:
+            await self.outbox.post(msg.channel, msg.thread, reply.text)
+        except CALL_ERRORS as exc:
+            log.error("slack: posting 'Stopped.' to %s failed: %s", reply.thread_key, describe(exc))
+            return False
+        self.core.consultant.mark_delivered(reply)
+        return True
 
     async def _deliver(
         self, msg: IncomingMessage, reply: Reply, streamed: StreamedReply | None = None
     ) -> bool:
+        # Only a model's answer takes 👍 / 👎, under its last message.
+        blocks = (
+            [feedback_block(reply.turn_id)]
+            if reply.takes_feedback and reply.turn_id is not None
+            else None
+        )
         try:
             if streamed is not None:
-                await streamed.finish(reply)
+                await streamed.finish(reply, blocks)
             else:
-                await self.outbox.post(msg.channel, msg.thread, reply.text)
+                await self.outbox.post(msg.channel, msg.thread, reply.text, blocks)
         except Exception as exc:
             # Not marked delivered, so the stored answer is posted whole on recovery.
             log.error(
@@ -463,12 +565,6 @@ class SlackAdapter:
         self._seen[key] = None
         while len(self._seen) > _SEEN_CAPACITY:
             self._seen.popitem(last=False)
-
-
-def _fallback(part: str, size: int = 300) -> str:
-    """Plain notification text for a Markdown part."""
-    flat = " ".join(part.split())
-    return flat if len(flat) <= size else f"{flat[: size - 1]}…"
 
 
 def create_adapter(core: Core) -> SlackAdapter:

@@ -123,7 +123,16 @@ def _enterprise_of(body: Mapping[str, Any]) -> object:
 
 
 def event_problem(body: Mapping[str, Any]) -> str | None:
-    """Why an Events API body cannot be from Slack (a field of the wrong type); None if fine."""
+    """Why an Events API body (or a click) cannot be from Slack (a field of the wrong type);
+    None if fine."""
+    if body.get("type") == "block_actions":
+        # Bolt indexes each action's action_id while matching listeners.
+        actions = body.get("actions")
+        if not isinstance(actions, list) or not all(
+            isinstance(a, Mapping) and isinstance(a.get("action_id"), str) for a in actions
+        ):
+            return "block_actions without a list of actions"
+        return None
     if body.get("type") != "event_callback":
         return None
     event = body.get("event")

@@ -36,3 +36,9 @@ def neutralize_broadcasts(text: str) -> str:
 def render_parts(text: str, limit: int = MARKDOWN_LIMIT) -> list[str]:
     """The Markdown parts one reply is posted as: neutralised, split outside code fences."""
     return split_markdown(neutralize_broadcasts(text), limit) or [""]
+
+
+def fallback_text(part: str, size: int = 300) -> str:
+    """Plain notification text for a Markdown part (what a message with blocks shows in alerts)."""
+    flat = " ".join(part.split())
+    return flat if len(flat) <= size else f"{flat[: size - 1]}…"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from bot.events import (
@@ -36,6 +37,9 @@ FILE_NAME_LIMIT = 200
 # <@U123>, <@W123> and <@U123|label>: user mentions as the Events API encodes them.
 _USER_MENTION = re.compile(r"<@(?P<id>[UW][A-Z0-9]+)(?:\|[^>]*)?>")
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
+_CHANNEL_ID = re.compile(r"[CDG][A-Z0-9]{2,30}")
+_TS = re.compile(r"[0-9]{1,12}\.[0-9]{1,9}")
+MAX_STOPPED_STREAMS = 20
 
 
 def strip_mentions(text: str, bot_user_id: str | None) -> str:
@@ -408,3 +412,43 @@ def slash_to_incoming(payload: Mapping[str, Any]) -> IncomingMessage:
 def is_error_reply(reply: Reply) -> bool:
     """Replies shown only to the person who typed a slash command (errors, unknown commands)."""
     return reply.kind == "error" or reply.text.startswith("Unknown command")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStop:
+    """An `agent_session_stopped` event: someone pressed Slack's stop button in a thread."""
+
+    thread_key: str
+    workspace: str
+    channel: str
+    thread_ts: str
+    user: str
+    streams: tuple[str, ...]  # the bot's streaming messages Slack already stopped
+
+
+def session_stop(body: Mapping[str, Any]) -> SessionStop | None:
+    """Read an `agent_session_stopped` envelope; None when a field is missing or malformed."""
+    event = body.get("event")
+    if not isinstance(event, Mapping) or event.get("type") != "agent_session_stopped":
+        return None
+    channel, thread_ts, user = event.get("channel"), event.get("thread_ts"), event.get("user")
+    if not (isinstance(channel, str) and _CHANNEL_ID.fullmatch(channel)):
+        return None
+    if not (isinstance(thread_ts, str) and _TS.fullmatch(thread_ts)):
+        return None
+    user = user if isinstance(user, str) and _USER_ID.fullmatch(user) else ""
+    raw = event.get("streaming_message_ts")
+    streams = tuple(
+        ts
+        for ts in (raw if isinstance(raw, list) else [])[:MAX_STOPPED_STREAMS]
+        if isinstance(ts, str) and _TS.fullmatch(ts)
+    )
+    workspace = workspace_of(body)
+    return SessionStop(
+        thread_key(PLATFORM, workspace, channel, thread_ts),
+        workspace,
+        channel,
+        thread_ts,
+        user,
+        streams,
+    )

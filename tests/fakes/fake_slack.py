@@ -18,6 +18,20 @@ files.completeUploadExternal (a bot token, `files:write`, the stated length);
 `uploaded_files` returns them with their bytes. chat.getPermalink answers in
 the `https://acme.slack.com/archives/C/pTS` form.
 
+Agent features, as strict as Slack: `agents.sessions.setStatus` works only for an app
+declared an agent (`agent=True`; otherwise it answers `not_allowed_token_type`, as the
+assistant status does here), with a bot token, `chat:write` and `assistant:write` (take it
+out of `scopes` to see `missing_scope`), a valid status, the thread, a title of at most 200 characters) keeps
+each thread's status history in `sessions`, and `chat.stopStream(session_status=)` moves
+it too. Streaming calls check their `chunks` (`markdown_text`, `task_update` with id,
+title, status and `url` sources, `plan_update`, `blocks`) and `blocks` (`markdown`,
+`context_actions` with `feedback_buttons`); `task_updates` lists the cards a thread's
+streams carried. `assistant.threads.setSuggestedPrompts` (at most four prompts, each a
+title and a message) and `setTitle` are recorded in `suggested_prompts` and `titles`.
+`stop_session` is Slack's stop button: it ends the thread's open streams and returns the
+`agent_session_stopped` envelope to deliver. `send_socket_interactive` pushes a
+`block_actions` payload over Socket Mode.
+
 Serve it with `tests.fakes.fake_anthropic.ServerThread(FakeSlack().app())` (set `.url` to the
 server's URL), or run `python -m tests.fakes.fake_slack --port 8766`.
 """
@@ -35,6 +49,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import WSMsgType, web
 
@@ -111,6 +126,8 @@ class SlackMessage:
     streaming: bool = False  # a stream still open (chat.stopStream not yet called)
     updates: int = 0  # calls that changed the text
     at: float = 0.0
+    blocks: list[dict[str, Any]] = field(default_factory=list)  # blocks below the text
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)  # task cards by id, latest
 
 
 @dataclass
@@ -129,6 +146,131 @@ class SlackUpload:
 FILE_METHODS = frozenset(
     {"files.getUploadURLExternal", "files.completeUploadExternal", "chat.getPermalink"}
 )
+AGENT_METHODS = frozenset(
+    {
+        "agents.sessions.setStatus",
+        "assistant.threads.setSuggestedPrompts",
+        "assistant.threads.setTitle",
+    }
+)
+SESSION_STATUSES = frozenset({"active", "processing", "suspended", "closed"})
+TASK_STATUSES = frozenset({"pending", "in_progress", "complete", "error"})
+SESSION_TITLE_LIMIT = 200
+_TASK_FIELDS = frozenset({"type", "id", "title", "status", "details", "output", "sources"})
+_BLOCK_TYPES = frozenset(
+    {"markdown", "section", "context", "context_actions", "divider", "header", "rich_text"}
+)
+
+
+def _json_list(value: Any) -> list[Any] | None:
+    """A JSON array argument (sent as JSON, or as a form field holding JSON); None if not one."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, list) else None
+
+
+def _plain_text(value: Any, limit: int) -> bool:
+    return (
+        isinstance(value, dict)
+        and value.get("type") == "plain_text"
+        and isinstance(value.get("text"), str)
+        and 0 < len(value["text"]) <= limit
+    )
+
+
+def block_problem(blocks: list[Any]) -> str | None:
+    """Why Slack would refuse these blocks (None when they are fine): the shapes archbot sends."""
+    if len(blocks) > 50:
+        return "too many blocks"
+    markdown = 0
+    for block in blocks:
+        if not isinstance(block, dict) or block.get("type") not in _BLOCK_TYPES:
+            return f"unknown block {block!r:.60}"
+        if block["type"] == "markdown":
+            if not isinstance(block.get("text"), str) or not block["text"]:
+                return "markdown block without text"
+            markdown += len(block["text"])
+        if block["type"] == "context_actions":
+            elements = block.get("elements")
+            if not isinstance(elements, list) or not 0 < len(elements) <= 5:
+                return "context_actions needs 1 to 5 elements"
+            for element in elements:
+                problem = _feedback_problem(element)
+                if problem:
+                    return problem
+        if len(str(block.get("block_id") or "")) > 255:
+            return "block_id too long"
+    return "markdown blocks over 12,000 characters" if markdown > MARKDOWN_LIMIT else None
+
+
+def _feedback_problem(element: Any) -> str | None:
+    if not isinstance(element, dict) or element.get("type") not in (
+        "feedback_buttons",
+        "icon_button",
+    ):
+        return "context_actions holds feedback_buttons or icon_button elements"
+    if element["type"] == "icon_button":
+        return None
+    if len(str(element.get("action_id") or "")) > 255:
+        return "action_id too long"
+    for side in ("positive_button", "negative_button"):
+        button = element.get(side)
+        if not isinstance(button, dict) or not _plain_text(button.get("text"), 75):
+            return f"{side} needs plain_text text of at most 75 characters"
+        value = button.get("value")
+        if not isinstance(value, str) or not 0 < len(value) <= 2000:
+            return f"{side} needs a value of at most 2000 characters"
+        label = button.get("accessibility_label")
+        if label is not None and (not isinstance(label, str) or len(label) > 75):
+            return f"{side} accessibility_label over 75 characters"
+    return None
+
+
+def chunk_problem(chunks: list[Any]) -> str | None:
+    """Why Slack would refuse these streaming chunks (None when they are fine)."""
+    for chunk in chunks:
+        if not isinstance(chunk, dict):
+            return "a chunk is not an object"
+        kind = chunk.get("type")
+        if kind == "markdown_text":
+            if not isinstance(chunk.get("text"), str):
+                return "markdown_text chunk without text"
+        elif kind == "task_update":
+            if set(chunk) - _TASK_FIELDS:
+                return f"unknown task_update fields {sorted(set(chunk) - _TASK_FIELDS)}"
+            for name in ("id", "title"):
+                if not isinstance(chunk.get(name), str) or not chunk[name].strip():
+                    return f"task_update without {name}"
+            if chunk.get("status") not in TASK_STATUSES:
+                return f"task_update status {chunk.get('status')!r}"
+            sources = chunk.get("sources", [])
+            if not isinstance(sources, list):
+                return "task_update sources is not a list"
+            for source in sources:
+                if (
+                    not isinstance(source, dict)
+                    or source.get("type") != "url"
+                    or not str(source.get("url") or "").startswith(("https://", "http://"))
+                    or not isinstance(source.get("text"), str)
+                    or not source["text"]
+                ):
+                    return f"bad task_update source {source!r:.80}"
+        elif kind == "plan_update":
+            if not isinstance(chunk.get("title"), str) or not chunk["title"]:
+                return "plan_update without title"
+        elif kind == "blocks":
+            inner = chunk.get("blocks")
+            if not isinstance(inner, list):
+                return "blocks chunk without blocks"
+            problem = block_problem(inner)
+            if problem:
+                return problem
+        else:
+            return f"unknown chunk type {kind!r}"
+    return None
 
 
 def _markdown_of(args: dict[str, Any]) -> str:
@@ -152,6 +294,7 @@ class FakeSlack:
     enterprise_id: str | None = None
     enterprise_install: bool = False
     assistant_status_supported: bool = False
+    agent: bool = False  # the app is declared an agent: agents.sessions.* work
     stream_error: str | None = None  # chat.startStream answers this error (None: it works)
     messages: list[SlackMessage] = field(default_factory=list)
     calls: list[SlackCall] = field(default_factory=list)
@@ -174,6 +317,12 @@ class FakeSlack:
     # (channel, ts) of people's messages delivered as events: Slack holds them before it sends
     # the event, so chat.getPermalink finds them too.
     user_messages: set[tuple[str, str]] = field(default_factory=set)
+    # (channel, thread_ts) -> the agent session's statuses in order, its title, prompts, titles
+    sessions: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    session_titles: dict[tuple[str, str], str] = field(default_factory=dict)
+    session_warning: str | None = None  # e.g. "missing_agent_session_stopped_event_subscription"
+    suggested_prompts: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    titles: dict[tuple[str, str], str] = field(default_factory=dict)
 
     # scripting -----------------------------------------------------------------------
 
@@ -256,6 +405,68 @@ class FakeSlack:
             with self._lock:
                 self.user_messages.add((str(channel), str(ts)))
 
+    def task_updates(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
+        """Every task_update chunk the bot streamed into a thread, in call order."""
+        with self._lock:
+            calls = [
+                c
+                for c in self.calls
+                if c.ok and c.method in ("chat.startStream", "chat.appendStream", "chat.stopStream")
+            ]
+            streams = {
+                m.ts for m in self.messages if m.channel == channel and m.thread_ts == thread_ts
+            }
+        found: list[dict[str, Any]] = []
+        for call in calls:
+            if call.args.get("channel") != channel:
+                continue
+            if call.method == "chat.startStream":
+                if call.args.get("thread_ts") != thread_ts:
+                    continue
+            elif call.args.get("ts") not in streams:
+                continue
+            chunks = _json_list(call.args.get("chunks")) or []
+            found.extend(c for c in chunks if c.get("type") == "task_update")
+        return found
+
+    def stop_session(self, channel: str, thread_ts: str, user: str = "U0ALICE01") -> dict[str, Any]:
+        """Slack's stop button: end the thread's open streams; return the event envelope to send."""
+        with self._lock:
+            stopped = [
+                m
+                for m in self.messages
+                if m.channel == channel and m.thread_ts == thread_ts and m.streaming
+            ]
+            for message in stopped:
+                message.streaming = False
+        n = next(_event_seq)
+        now = f"{int(time.time())}.{n:06d}"
+        return {
+            "token": "verification-token-not-real",
+            "team_id": self.team_id,
+            "api_app_id": "A0APP0001",
+            "event": {
+                "type": "agent_session_stopped",
+                "channel": channel,
+                "thread_ts": thread_ts,
+                "user": user,
+                "streaming_message_ts": [m.ts for m in stopped],
+                "event_ts": now,
+            },
+            "type": "event_callback",
+            "event_id": f"Ev{int(time.time())}{n:05d}",
+            "event_time": int(time.time()),
+            "authorizations": [
+                {
+                    "enterprise_id": None,
+                    "team_id": self.team_id,
+                    "user_id": self.bot_user_id,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
+        }
+
     def message(self, channel: str, ts: str) -> SlackMessage | None:
         """One message by channel and ts."""
         with self._lock:
@@ -312,6 +523,8 @@ class FakeSlack:
             body = self._users_info(args, auth)
         elif method in FILE_METHODS:
             body = self._files(method, args, auth)
+        elif method in AGENT_METHODS:
+            body = self._agent(method, args, auth)
         else:
             body = self._answer(method, args)
         call.ok = bool(body.get("ok"))
@@ -337,7 +550,16 @@ class FakeSlack:
         if method.startswith("chat.") and method.endswith("Stream"):
             return self._stream(method, args)
         if method == "chat.postMessage":
-            text = str(args.get("markdown_text") or args.get("text") or "")
+            blocks: list[Any] = []
+            if args.get("blocks") is not None:
+                blocks = _json_list(args.get("blocks")) or []
+                if not blocks or block_problem(blocks):
+                    return {"ok": False, "error": "invalid_blocks"}
+                if args.get("markdown_text"):
+                    # Slack takes markdown_text only on its own (no blocks, no text).
+                    return {"ok": False, "error": "invalid_arguments"}
+            shown = "".join(b["text"] for b in blocks if b.get("type") == "markdown")
+            text = str(shown or args.get("markdown_text") or args.get("text") or "")
             if len(text) > MARKDOWN_LIMIT:
                 return {"ok": False, "error": "msg_too_long"}
             ts = self._next_ts()
@@ -349,6 +571,7 @@ class FakeSlack:
                         args.get("thread_ts") or None,
                         text,
                         at=time.monotonic(),
+                        blocks=[b for b in blocks if b.get("type") != "markdown"],
                     )
                 )
             message = {
@@ -406,11 +629,20 @@ class FakeSlack:
     def _stream(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         """chat.startStream / appendStream / stopStream, with Slack's argument rules and limits."""
         channel = str(args.get("channel") or "")
-        text = _markdown_of(args)
         if not channel:
             return {"ok": False, "error": "channel_not_found"}
+        chunks: list[Any] = []
+        if args.get("chunks") is not None:
+            parsed = _json_list(args.get("chunks"))
+            if parsed is None or chunk_problem(parsed):
+                return {"ok": False, "error": "invalid_chunks"}
+            if args.get("markdown_text"):
+                return {"ok": False, "error": "invalid_arguments"}  # one or the other
+            chunks = parsed
+        text = _markdown_of(args)
         if len(text) > MARKDOWN_LIMIT:
             return {"ok": False, "error": "msg_too_long"}
+        tasks = {str(c["id"]): c for c in chunks if c.get("type") == "task_update"}
         if method == "chat.startStream":
             if self.stream_error:
                 return {"ok": False, "error": self.stream_error}
@@ -418,6 +650,8 @@ class FakeSlack:
             if not args.get("thread_ts") or (
                 in_channel and not (args.get("recipient_team_id") and args.get("recipient_user_id"))
             ):
+                return {"ok": False, "error": "invalid_arguments"}
+            if args.get("task_display_mode") not in (None, "timeline", "plan"):
                 return {"ok": False, "error": "invalid_arguments"}
             ts = self._next_ts()
             with self._lock:
@@ -431,11 +665,21 @@ class FakeSlack:
                         streaming=True,
                         updates=1,
                         at=time.monotonic(),
+                        tasks=dict(tasks),
                     )
                 )
             return {"ok": True, "channel": channel, "ts": ts}
         if method not in ("chat.appendStream", "chat.stopStream"):
             return {"ok": False, "error": "unknown_method"}
+        blocks: list[Any] = []
+        status = args.get("session_status")
+        if method == "chat.stopStream":
+            if args.get("blocks") is not None:
+                blocks = _json_list(args.get("blocks")) or []
+                if not blocks or block_problem(blocks):
+                    return {"ok": False, "error": "invalid_blocks"}
+            if status is not None and status not in SESSION_STATUSES:
+                return {"ok": False, "error": "invalid_arguments"}
         with self._lock:
             message = next(
                 (m for m in self.messages if m.channel == channel and m.ts == args.get("ts")),
@@ -445,16 +689,96 @@ class FakeSlack:
                 return {"ok": False, "error": "message_not_found"}
             if not message.streaming:
                 return {"ok": False, "error": "message_not_in_streaming_state"}
-            if method == "chat.appendStream" and not text:
+            if method == "chat.appendStream" and not text and not chunks:
                 return {"ok": False, "error": "invalid_arguments"}
             if len(message.text) + len(text) > MARKDOWN_LIMIT:
                 return {"ok": False, "error": "msg_too_long"}
             message.text += text
             message.updates += 1 if text else 0
+            message.tasks.update(tasks)
             if method == "chat.stopStream":
                 message.streaming = False
+                message.blocks = blocks
+                if status is not None and message.thread_ts:
+                    self.sessions.setdefault((channel, message.thread_ts), []).append(status)
             message.at = time.monotonic()
         return {"ok": True, "channel": channel, "ts": message.ts}
+
+    def session_statuses(self, channel: str, thread_ts: str) -> list[str]:
+        """The statuses a thread's agent session went through, in order."""
+        with self._lock:
+            return list(self.sessions.get((channel, thread_ts), []))
+
+    def _agent(self, method: str, args: dict[str, Any], authorization: str) -> dict[str, Any]:
+        """agents.sessions.setStatus and the assistant pane's methods, with Slack's checks."""
+        token = authorization.removeprefix("Bearer ").strip() or str(args.get("token") or "")
+        if not token:
+            return {"ok": False, "error": "not_authed"}
+        if not token.startswith("xoxb-"):
+            return {"ok": False, "error": "not_allowed_token_type"}
+        needed = {"chat:write", "assistant:write"}
+        if method != "agents.sessions.setStatus":
+            needed = {"assistant:write"}
+        if not needed <= self.scopes:
+            return {
+                "ok": False,
+                "error": "missing_scope",
+                "needed": ",".join(sorted(needed - self.scopes)),
+                "provided": ",".join(sorted(self.scopes)),
+            }
+        channel = str(args.get("channel_id") or "")
+        thread_ts = str(args.get("thread_ts") or "")
+        if method == "agents.sessions.setStatus" and not self.agent:
+            return {"ok": False, "error": "not_allowed_token_type"}
+        if method == "agents.sessions.setStatus":
+            status, title = args.get("status"), args.get("title")
+            if status not in SESSION_STATUSES:
+                return {"ok": False, "error": "invalid_arguments"}
+            if not channel or not thread_ts:
+                return {"ok": False, "error": "invalid_arguments"}
+            if title is not None and (
+                not isinstance(title, str) or len(title) > SESSION_TITLE_LIMIT
+            ):
+                return {"ok": False, "error": "invalid_arguments"}
+            key = (channel, thread_ts)
+            with self._lock:
+                if key not in self.sessions and title:
+                    self.session_titles[key] = title  # a title is used on creation only
+                self.sessions.setdefault(key, []).append(str(status))
+            answer: dict[str, Any] = {"ok": True, "status": status}
+            if self.session_warning:
+                answer["warning"] = self.session_warning
+                answer["response_metadata"] = {"warnings": [self.session_warning]}
+            return answer
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        if method == "assistant.threads.setTitle":
+            title = args.get("title")
+            if not thread_ts or not isinstance(title, str) or not title.strip():
+                return {"ok": False, "error": "invalid_arguments"}
+            with self._lock:
+                self.titles[(channel, thread_ts)] = title
+            return {"ok": True}
+        prompts = _json_list(args.get("prompts"))
+        if (
+            prompts is None
+            or not 0 < len(prompts) <= 4
+            or not all(
+                isinstance(p, dict)
+                and set(p) == {"title", "message"}
+                and all(isinstance(v, str) and v.strip() for v in p.values())
+                for p in prompts
+            )
+        ):
+            return {"ok": False, "error": "invalid_arguments"}
+        if args.get("title") is not None and not isinstance(args.get("title"), str):
+            return {"ok": False, "error": "invalid_arguments"}
+        with self._lock:
+            self.suggested_prompts[(channel, thread_ts)] = {
+                "title": args.get("title"),
+                "prompts": prompts,
+            }
+        return {"ok": True}
 
     async def _response_url(self, request: web.Request) -> web.Response:
         raw = await request.read()
@@ -511,6 +835,22 @@ class FakeSlack:
         }
         assert self._loop is not None
         self.note_event(body)
+
+        async def send() -> None:
+            for ws in list(self._sockets):
+                await ws.send_json(envelope)
+
+        asyncio.run_coroutine_threadsafe(send(), self._loop).result(5)
+
+    def send_socket_interactive(self, payload: dict[str, Any], envelope_id: str) -> None:
+        """Push one interactivity payload (a `block_actions` click) over Socket Mode."""
+        envelope = {
+            "envelope_id": envelope_id,
+            "payload": payload,
+            "type": "interactive",
+            "accepts_response_payload": False,
+        }
+        assert self._loop is not None
 
         async def send() -> None:
             for ws in list(self._sockets):
@@ -628,6 +968,55 @@ def event_body(template: str, **event: Any) -> dict[str, Any]:
         else:
             inner[key] = value
     return body
+
+
+def feedback_click(
+    value: str,
+    *,
+    channel: str,
+    message_ts: str,
+    user: str = "U0ALICE01",
+    team: str = TEAM_ID,
+    action_id: str = "archbot_feedback",
+) -> dict[str, Any]:
+    """A `block_actions` payload as Slack sends it when someone clicks a feedback button."""
+    return {
+        "type": "block_actions",
+        "user": {"id": user, "username": "alice", "name": "alice", "team_id": team},
+        "api_app_id": "A0APP0001",
+        "token": "verification-token-not-real",
+        "container": {
+            "type": "message",
+            "message_ts": message_ts,
+            "channel_id": channel,
+            "is_ephemeral": False,
+            "thread_ts": message_ts,
+        },
+        "trigger_id": "1764150000.111.triggernotreal",
+        "team": {"id": team, "domain": "acme"},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "channel": {"id": channel, "name": "general"},
+        "message": {"type": "message", "ts": message_ts, "user": BOT_USER_ID, "bot_id": BOT_ID},
+        "state": {"values": {}},
+        "response_url": "https://hooks.slack.com/actions/T0TEAM001/1/notreal",
+        "actions": [
+            {
+                "type": "feedback_buttons",
+                "action_id": action_id,
+                "block_id": "feedback",
+                "text": {"type": "plain_text", "text": "👍", "emoji": True},
+                "value": value,
+                "action_ts": f"{int(time.time())}.000100",
+            }
+        ],
+    }
+
+
+def interaction_request(payload: dict[str, Any], secret: str) -> tuple[bytes, dict[str, str]]:
+    """The raw form body and headers of a signed interactivity request (`payload=<json>`)."""
+    raw = urlencode({"payload": json.dumps(payload)}).encode()
+    return raw, signed_headers(secret, raw, content_type="application/x-www-form-urlencoded")
 
 
 def signed_headers(
