@@ -4,6 +4,7 @@ fake Discord (REST + gateway, clicks as INTERACTION_CREATE) and a slow scripted 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from pathlib import Path
 from typing import Any
@@ -281,3 +282,30 @@ async def test_a_vote_button_still_works_after_a_restart(
     finally:
         await second.stop()
         await core.aclose()
+
+
+async def test_progress_edits_are_coalesced_within_discords_edit_rate(
+    adapter: discord_adapter.DiscordAdapter,
+    fake_discord: FakeDiscord,
+    fake_anthropic: FakeAnthropic,
+) -> None:
+    """Ten progress events in about two seconds: a few edits, never two within EDIT_EVERY."""
+    fake, model = fake_discord, fake_anthropic
+    model.latency = 0.4
+    for _ in range(5):
+        model.reply_tool_use("list_todos", {})
+    model.reply_text("No todos yet: shall I add the first?")
+    thread = fake.message(f"<@{fake.bot_id}> What is left to do?", mention_bot=True)["id"]
+    await eventually(
+        lambda: any("No todos yet" in m["content"] for m in bot_posts(fake, thread)), "the answer"
+    )
+    [working] = [c for c in fake.rest("POST", rf"/channels/{thread}/messages") if c.created][:1]
+    edits = fake.rest("PATCH", rf"/channels/{thread}/messages/{working.created}")
+    final = edits[-1]
+    assert final.body["components"] == [], "the last edit takes the Stop button off"
+    assert final.body["content"].count("-# ✓ Reading the todo list") == 5
+    live = [working, *edits[:-1]]  # the post and the edits while the turn ran
+    gaps = [b.at - a.at for a, b in itertools.pairwise(live)]
+    assert all(gap >= discord_working.EDIT_EVERY * 0.9 for gap in gaps), gaps
+    assert len(edits) <= 1 + (final.at - working.at) / discord_working.EDIT_EVERY + 1
+    assert all(e.body["allowed_mentions"] == NO_PINGS for e in edits)

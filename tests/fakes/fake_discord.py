@@ -174,6 +174,7 @@ class RestCall:
     body: Any
     status: int = 0
     created: str | None = None  # the id of the message this call created
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 @dataclass
