@@ -309,3 +309,18 @@ async def test_progress_edits_are_coalesced_within_discords_edit_rate(
     assert all(gap >= discord_working.EDIT_EVERY * 0.9 for gap in gaps), gaps
     assert len(edits) <= 1 + (final.at - working.at) / discord_working.EDIT_EVERY + 1
     assert all(e.body["allowed_mentions"] == NO_PINGS for e in edits)
+
+
+async def test_an_error_reply_carries_no_buttons(
+    adapter: discord_adapter.DiscordAdapter,
+    fake_discord: FakeDiscord,
+    fake_anthropic: FakeAnthropic,
+) -> None:
+    fake, model = fake_discord, fake_anthropic
+    for _ in range(3):  # the SDK retries an overload twice
+        model.reply_error(529)
+    dm = fake.new_id()
+    fake.message("Is the model up?", channel_id=dm, dm=True)
+    [reply] = await eventually(lambda: bot_posts(fake, dm), "the error reply", within=20)
+    assert reply["content"].startswith("I couldn't get an answer from the model")
+    assert custom_ids(fake.messages[dm][-1]) == []
