@@ -16,7 +16,9 @@ or a test server, and production (real Discord) is unchanged.
 
 The parts: `translate` (pure payload functions), `connect` (API base and
 connection errors), `outbox` (posting), `client` (the discord.Client),
-`commands` (the /archbot application commands), `adapter` (start, stop, doctor).
+`commands` (the /archbot application commands), `buttons` (Stop and 👍 / 👎,
+dispatched by custom_id), `working` (the working message and its progress lines),
+`adapter` (start, stop, doctor).
 """
 
 import warnings

@@ -15,6 +15,7 @@ import yarl
 from discord import app_commands
 from discord.gateway import DiscordWebSocket
 
+from adapters.discord.buttons import StopButton, VoteButton, stop_view, vote_view
 from adapters.discord.commands import ArchbotCommands
 from adapters.discord.connect import configure_api, describe_connect_error, skip_unparsable
 from adapters.discord.outbox import (
@@ -34,11 +35,14 @@ from adapters.discord.translate import (
     thread_name,
     where_of,
 )
+from adapters.discord.working import WorkingMessage
 from bot.app import Core
 from bot.arrivals import ArrivalOrder, Place
 from bot.commands import is_command
 from bot.consultant import accept_correlation
+from bot.errors import CommandError
 from bot.events import ContextMessage, IncomingMessage, Reply
+from bot.feedback import record_vote
 from bot.formatting import split_markdown
 
 log = logging.getLogger(__name__)
@@ -52,6 +56,9 @@ GUILD_READY_TIMEOUT = 0.25
 THREAD_EXISTS = 160004  # "A thread has already been created for this message"
 NOT_ALLOWED = "You can't use archbot here (see [access] in the bot's config)."
 RAW_KEPT = 256  # raw payloads waiting for on_message; it takes each within a loop turn or two
+NOTHING_RUNNING = "Nothing is running here."
+NOT_A_VOTE = "That button is not one archbot can use."
+UNKNOWN_ANSWER = "That answer is not known here any more."
 
 
 class ArchbotClient(discord.Client):
@@ -77,6 +84,8 @@ class ArchbotClient(discord.Client):
         # `author.system` when it rebuilds a guild Member, and the raw payload has it.
         self._raw_messages: OrderedDict[str, Mapping[str, Any]] = OrderedDict()
         self._arrivals = ArrivalOrder()
+        # Working messages on show, by message id: the thread whose turn their Stop stops.
+        self._working: dict[int, str] = {}
         parsers = self._connection.parsers
         parsers["MESSAGE_CREATE"] = self._keeping_raw(parsers["MESSAGE_CREATE"])
         skip_unparsable(parsers)
@@ -92,7 +101,9 @@ class ArchbotClient(discord.Client):
         return parse_message_create
 
     async def setup_hook(self) -> None:
-        """Find the gateway through the configured API and sync the /archbot commands."""
+        """Register the buttons, find the gateway through the configured API, sync /archbot."""
+        # By custom_id, so buttons on messages sent before a restart are answered too.
+        self.add_dynamic_items(StopButton, VoteButton)
         _shards, url, _limits = await self.http.get_bot_gateway()
         DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(url)
         log.info("discord gateway: %s", url)
@@ -186,18 +197,38 @@ class ArchbotClient(discord.Client):
 
         With `place`, the core gets the message only once the thread's earlier
         message is stored in the core; the indicator already shows while it waits.
+        A model turn also gets a working message (progress lines and a Stop button);
+        an answer's last part carries 👍 / 👎.
         """
         consultant = self.core.consultant
         async with target.typing():
             if place is not None:
                 await place.turn()
-            # The next message of the thread may go once this one is stored and queued in
-            # the core (which keeps the order from there), not only once it is answered.
-            reply = await consultant.handle(msg, on_queued=place.leave if place else None)
+            working = None
+            if not is_command(msg.text):
+                key = msg.thread_key
+                working = WorkingMessage(
+                    target, stop_view, on_posted=lambda m: self._working.__setitem__(m.id, key)
+                )
+                working.start()
+            try:
+                # The next message of the thread may go once this one is stored and queued in
+                # the core (which keeps the order from there), not only once it is answered.
+                reply = await consultant.handle(
+                    msg,
+                    on_queued=place.leave if place else None,
+                    on_progress=working.progress if working else None,
+                )
+            finally:
+                if working is not None:
+                    await working.finish()  # the Stop button goes before the answer comes
+                    if working.message is not None:
+                        self._working.pop(working.message.id, None)
             if reply is None:
                 return
+            votes = vote_view(reply.turn_id) if reply.takes_feedback and reply.turn_id else None
             try:
-                await self.outbox.send(target, reply.text, reply.files)
+                await self.outbox.send(target, reply.text, reply.files, view=votes)
             except discord.HTTPException as exc:
                 log.error(
                     "posting the reply to %s failed (%s %s); the answer stays stored",
@@ -283,3 +314,52 @@ class ArchbotClient(discord.Client):
                 await interaction.followup.send(part, allowed_mentions=NO_PINGS, files=attached)
         if reply is not None:
             consultant.mark_delivered(reply)
+
+    # buttons ------------------------------------------------------------------------
+
+    def _click_allowed(self, interaction: discord.Interaction[Any]) -> IncomingMessage | None:
+        """The click as the core's event, when a person allowed by [access] made it."""
+        if interaction.user.bot:
+            return None
+        msg = incoming_from_interaction(interaction, "")
+        return msg if self.core.consultant.allowed(msg) else None
+
+    async def stop_clicked(self, interaction: discord.Interaction[Any]) -> None:
+        """Stop the turn behind a working message; the click is answered at once."""
+        accept_correlation(f"discord-{interaction.id}")
+        msg = self._click_allowed(interaction)
+        if msg is None:
+            await interaction.response.send_message(NOT_ALLOWED, ephemeral=True)
+            return
+        message = interaction.message
+        key = self._working.get(message.id) if message is not None else None
+        if key is None or not self.core.consultant.stop(key, msg.user):
+            # A working message from before a restart: its turn died with that process.
+            await interaction.response.send_message(NOTHING_RUNNING, ephemeral=True)
+            return
+        # Answering with the message minus its button: no second click, "Stopped." follows.
+        await interaction.response.edit_message(view=None)
+
+    async def vote_clicked(
+        self, interaction: discord.Interaction[Any], vote: tuple[str, int] | None
+    ) -> None:
+        """Store a 👍 / 👎 (the latest click per answer and person counts); answer at once."""
+        accept_correlation(f"discord-{interaction.id}")
+        msg = self._click_allowed(interaction)
+        if msg is None:
+            await interaction.response.send_message(NOT_ALLOWED, ephemeral=True)
+            return
+        if vote is None:
+            log.warning("discord: a click on a malformed vote button in %s", msg.thread_key)
+            await interaction.response.send_message(NOT_A_VOTE, ephemeral=True)
+            return
+        choice, turn_id = vote
+        try:
+            record_vote(self.core.store, turn_id, msg.user, choice)
+        except CommandError:
+            log.warning("discord: a vote on unknown answer %s", turn_id)
+            await interaction.response.send_message(UNKNOWN_ANSWER, ephemeral=True)
+            return
+        log.info("discord: %s voted %s on turn %s", msg.user, choice, turn_id)
+        emoji = "👍" if choice == "up" else "👎"
+        await interaction.response.send_message(f"Thanks: noted {emoji}", ephemeral=True)

@@ -42,25 +42,31 @@ class DiscordOutbox:
         return str(sent[0].id)
 
     async def send(
-        self, target: Sendable | _LinkedParent, text: str, files: Sequence[ReplyFile] = ()
+        self,
+        target: Sendable | _LinkedParent,
+        text: str,
+        files: Sequence[ReplyFile] = (),
+        view: discord.ui.View | None = None,
     ) -> list[discord.Message]:
         """Send `text` in parts of at most 2000 chars; the sign-off stays on the last part.
 
-        `files` are attached to the last part.
+        `files` and `view` (an answer's 👍 / 👎) go on the last part.
         """
         parts = split_markdown(text, MESSAGE_LIMIT) or [text]
         if isinstance(target, discord.Thread) and target.archived:
             target = await self._reopen(target)
         sent: list[discord.Message] = []
         for number, part in enumerate(parts, 1):
-            attached = files[:MAX_FILES] if number == len(parts) else ()
+            last = number == len(parts)
+            attached = files[:MAX_FILES] if last else ()
+            buttons = view if last else None
             try:
-                sent.append(await _send(target, part, attached))
+                sent.append(await _send(target, part, attached, buttons))
             except discord.HTTPException as exc:
                 if exc.code != ARCHIVED_THREAD or not isinstance(target, discord.Thread):
                     raise
                 target = await self._reopen(target)
-                sent.append(await _send(target, part, attached))
+                sent.append(await _send(target, part, attached, buttons))
         return sent
 
     async def _reopen(self, thread: discord.Thread) -> Sendable | _LinkedParent:
@@ -95,12 +101,21 @@ class DiscordOutbox:
 
 
 async def _send(
-    target: Sendable | _LinkedParent, part: str, files: Sequence[ReplyFile]
+    target: Sendable | _LinkedParent,
+    part: str,
+    files: Sequence[ReplyFile],
+    view: discord.ui.View | None = None,
 ) -> discord.Message:
     """One message, with `files` as attachments (fresh File objects: a send consumes them)."""
-    if not files:
-        return await target.send(part, allowed_mentions=NO_PINGS)
-    return await target.send(part, allowed_mentions=NO_PINGS, files=discord_files(files))
+    if view is not None and files:
+        return await target.send(
+            part, allowed_mentions=NO_PINGS, files=discord_files(files), view=view
+        )
+    if view is not None:
+        return await target.send(part, allowed_mentions=NO_PINGS, view=view)
+    if files:
+        return await target.send(part, allowed_mentions=NO_PINGS, files=discord_files(files))
+    return await target.send(part, allowed_mentions=NO_PINGS)
 
 
 def discord_files(files: Sequence[ReplyFile]) -> list[discord.File]:
@@ -122,6 +137,7 @@ class _LinkedParent:
         *,
         allowed_mentions: discord.AllowedMentions,
         files: list[discord.File] | None = None,
+        view: discord.ui.View | None = None,
     ) -> discord.Message:
         """Send one part; the first carries a link to the thread it belongs to."""
         if not self._linked:
@@ -131,6 +147,12 @@ class _LinkedParent:
                 content = note + content
             else:
                 await self.parent.send(note.strip(), allowed_mentions=allowed_mentions)
+        if view is not None and files:
+            return await self.parent.send(
+                content, allowed_mentions=allowed_mentions, files=files, view=view
+            )
+        if view is not None:
+            return await self.parent.send(content, allowed_mentions=allowed_mentions, view=view)
         if files:
             return await self.parent.send(content, allowed_mentions=allowed_mentions, files=files)
         return await self.parent.send(content, allowed_mentions=allowed_mentions)

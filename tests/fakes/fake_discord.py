@@ -13,7 +13,15 @@ exactly (discord.py compares the header verbatim), 429s carry a `Via` header
 and a `retry_after` body (without `Via` discord.py takes a 429 for a
 Cloudflare ban), content over 2000 chars is a 400 with code 50035, and
 creating a thread from a message gives the thread the message's id and
-dispatches THREAD_CREATE to the bot. Gateway frames are plain-text JSON:
+dispatches THREAD_CREATE to the bot. Message components are validated as
+Discord does (action rows of at most 5 buttons, at most 5 rows, known button
+styles, a `custom_id` of 1-100 chars, unique in the message, on every button
+but a link; a label or an emoji); a bot may edit or delete only its own
+messages. `click` dispatches INTERACTION_CREATE for a button that is on a
+stored message (the message and its components ride along, as from Discord);
+an interaction is answered once, within 3 seconds, with a callback type valid
+for it (6 and 7 only for components), and follow-ups need that answer first.
+Gateway frames are plain-text JSON:
 discord.py only inflates binary frames, so `compress=zlib-stream` in the
 query is accepted and ignored.
 
@@ -38,6 +46,11 @@ from aiohttp import WSMsgType, web
 
 API = "/api/v10"
 EPOCH_MS = 1420070400000
+INTERACTION_DEADLINE = 3.0  # seconds Discord waits for an interaction's first answer
+EPHEMERAL = 1 << 6
+# Callback types each interaction type may answer with (2: command, 3: component).
+CALLBACK_TYPES = {2: {4, 5, 9}, 3: {4, 5, 6, 7, 9}}
+BUTTON_STYLES = {1, 2, 3, 4, 5, 6}  # 5: link (url, no custom_id), 6: premium (sku_id)
 # Exactly this: discord.py compares `headers['content-type'] == 'application/json'`.
 JSON = "application/json"
 
@@ -77,6 +90,80 @@ def json_response(
     )
 
 
+def invalid_form(reason: str) -> web.Response:
+    """Discord's 400 for a body it will not take (code 50035)."""
+    return json_response(
+        {"message": "Invalid Form Body", "code": 50035, "errors": {"_errors": [reason]}},
+        status=400,
+    )
+
+
+def component_errors(components: Any) -> str | None:
+    """Why Discord would refuse a message's components (buttons in action rows); None: fine.
+
+    Only buttons are modelled here; the bot sends nothing else.
+    """
+    if components is None:
+        return None
+    if not isinstance(components, list) or len(components) > 5:
+        return "components: a list of at most 5 action rows"
+    seen: set[str] = set()
+    for row in components:
+        if not isinstance(row, dict) or row.get("type") != 1:
+            return "a top-level component must be an action row (type 1)"
+        buttons = row.get("components")
+        if not isinstance(buttons, list) or not 1 <= len(buttons) <= 5:
+            return "an action row holds 1 to 5 buttons"
+        for button in buttons:
+            if not isinstance(button, dict) or button.get("type") != 2:
+                return "only buttons (type 2) in an action row here"
+            style = button.get("style")
+            if style not in BUTTON_STYLES:
+                return f"unknown button style {style!r}"
+            if style == 5:
+                if not button.get("url") or "custom_id" in button:
+                    return "a link button has a url and no custom_id"
+            elif style == 6:
+                if not button.get("sku_id"):
+                    return "a premium button needs a sku_id"
+            else:
+                custom_id = button.get("custom_id")
+                if not isinstance(custom_id, str) or not 1 <= len(custom_id) <= 100:
+                    return "custom_id must be 1 to 100 characters"
+                if custom_id in seen:
+                    return f"custom_id {custom_id!r} is used twice in the message"
+                seen.add(custom_id)
+            label = button.get("label")
+            if label is not None and (not isinstance(label, str) or len(label) > 80):
+                return "a button label is at most 80 characters"
+            if style != 6 and not label and not button.get("emoji"):
+                return "a button needs a label or an emoji"
+    return None
+
+
+def content_error(content: Any) -> web.Response | None:
+    """Discord's 400 for content over 2000 characters."""
+    if isinstance(content, str) and len(content) > 2000:
+        return json_response(
+            {
+                "message": "Invalid Form Body",
+                "code": 50035,
+                "errors": {
+                    "content": {
+                        "_errors": [
+                            {
+                                "code": "BASE_TYPE_MAX_LENGTH",
+                                "message": "Must be 2000 or fewer in length.",
+                            }
+                        ]
+                    }
+                },
+            },
+            status=400,
+        )
+    return None
+
+
 @dataclass
 class RestCall:
     """One recorded REST request."""
@@ -86,6 +173,22 @@ class RestCall:
     query: dict[str, str]
     body: Any
     status: int = 0
+    created: str | None = None  # the id of the message this call created
+    at: float = field(default_factory=time.monotonic)  # when it arrived
+
+
+@dataclass
+class Issued:
+    """An interaction dispatched to the bot, and how it was answered."""
+
+    id: str
+    type: int  # 2: application command, 3: message component
+    token: str
+    at: float  # time.monotonic() when it was dispatched
+    message: dict[str, Any] | None = None  # the clicked message
+    callback_type: int | None = None
+    ephemeral: bool = False
+    content: str = ""
 
 
 @dataclass
@@ -110,6 +213,9 @@ class FakeDiscord:
     threads: list[dict[str, Any]] = field(
         default_factory=list
     )  # active threads sent in GUILD_CREATE
+    deleted: dict[str, dict[str, Any]] = field(default_factory=dict)  # message id -> message
+    interactions: dict[str, Issued] = field(default_factory=dict)  # by token
+    interaction_deadline: float = INTERACTION_DEADLINE
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _failures: list[tuple[str, re.Pattern[str], int, int, int]] = field(default_factory=list)
@@ -171,6 +277,7 @@ class FakeDiscord:
             "pinned": False,
             "type": 0,
             "flags": 0,
+            "components": [],
         }
         if guild:
             data["guild_id"] = self.guild_id
@@ -324,10 +431,13 @@ class FakeDiscord:
         ]
 
     def sent_messages(self, channel_id: str | None = None) -> list[dict[str, Any]]:
-        """JSON bodies of successful message posts (channels and interaction follow-ups)."""
+        """JSON bodies of successful message posts (channels and interaction follow-ups).
+
+        A message the bot deleted since is gone from the channel, so it is left out.
+        """
         out = []
         for c in self.rest("POST"):
-            if c.status != 200 or not isinstance(c.body, dict):
+            if c.status != 200 or not isinstance(c.body, dict) or c.created in self.deleted:
                 continue
             m = re.fullmatch(r"/channels/(\d+)/messages", c.path)
             if m and (channel_id is None or m.group(1) == channel_id):
@@ -446,8 +556,92 @@ class FakeDiscord:
         }
         if not member_flags:
             del data["member"]["flags"]
+        self._issue(data)
         self.push("INTERACTION_CREATE", data)
         return data
+
+    def find_message(self, message_id: str) -> dict[str, Any] | None:
+        """A stored message by id, in whichever channel it is."""
+        with self._lock:
+            for messages in self.messages.values():
+                for m in messages:
+                    if m["id"] == message_id:
+                        return m
+        return None
+
+    def click(
+        self,
+        message_id: str,
+        custom_id: str,
+        *,
+        user: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A person clicks a button on a stored message: dispatch the component interaction.
+
+        Like Discord, only a button that is on the message (and enabled) can be clicked;
+        the payload carries the message with its components.
+        """
+        message = self.find_message(message_id)
+        if message is None:
+            raise AssertionError(f"no message {message_id} to click on")
+        buttons = [
+            b
+            for row in message.get("components") or []
+            for b in row.get("components") or []
+            if b.get("custom_id") == custom_id and not b.get("disabled")
+        ]
+        if not buttons:
+            raise AssertionError(f"message {message_id} has no button {custom_id!r}")
+        user = user or user_payload("1100000000000000050", "alice")
+        target = message["channel_id"]
+        channel = self.channels.get(target, {"id": target, "type": 1})
+        data: dict[str, Any] = {
+            "id": self.new_id(),
+            "application_id": self.app_id,
+            "type": 3,
+            "token": f"interaction-token-{next(self._ids)}",
+            "version": 1,
+            "channel_id": target,
+            "channel": channel,
+            "message": json.loads(json.dumps(message)),
+            "app_permissions": "1071698660929",
+            "attachment_size_limit": 10 * 1024 * 1024,
+            "locale": "en-US",
+            "entitlements": [],
+            "data": {"custom_id": custom_id, "component_type": 2},
+        }
+        if channel.get("guild_id"):
+            data["guild_id"] = channel["guild_id"]
+            data["guild_locale"] = "en-US"
+            data["member"] = {
+                "user": user,
+                "roles": [],
+                "joined_at": now_iso(),
+                "deaf": False,
+                "mute": False,
+                "flags": 0,
+                "permissions": "1071698660929",
+            }
+            data["authorizing_integration_owners"] = {"0": self.guild_id}
+            data["context"] = 0
+        else:
+            data["user"] = user
+            data["authorizing_integration_owners"] = {"0": self.guild_id}
+            data["context"] = 1
+        self._issue(data, message)
+        self.push("INTERACTION_CREATE", data)
+        return data
+
+    def _issue(self, data: dict[str, Any], message: dict[str, Any] | None = None) -> None:
+        with self._lock:
+            self.interactions[data["token"]] = Issued(
+                data["id"], data["type"], data["token"], time.monotonic(), message
+            )
+
+    def answer_to(self, interaction: dict[str, Any]) -> Issued:
+        """How the bot answered an interaction this fake dispatched."""
+        with self._lock:
+            return self.interactions[interaction["token"]]
 
     # server -------------------------------------------------------------------------
 
@@ -468,6 +662,8 @@ class FakeDiscord:
         r.add_get(API + "/channels/{cid}/messages", self._history)
         r.add_get(API + "/channels/{cid}/messages/{mid}", self._get_message)
         r.add_post(API + "/channels/{cid}/messages", self._create_message)
+        r.add_patch(API + "/channels/{cid}/messages/{mid}", self._edit_message)
+        r.add_delete(API + "/channels/{cid}/messages/{mid}", self._delete_message)
         r.add_post(API + "/channels/{cid}/messages/{mid}/threads", self._create_thread)
         r.add_post(API + "/users/@me/channels", self._create_dm)
         r.add_post(API + "/interactions/{iid}/{token}/callback", self._interaction_callback)
@@ -488,6 +684,7 @@ class FakeDiscord:
         call = RestCall(request.method, request.path[len(API) :], dict(request.query), body)
         with self._lock:
             self.calls.append(call)
+        request["call"] = call
         with self._lock:
             holds = [e for m, p, e in self._holds if m == call.method and p.fullmatch(call.path)]
         for release in holds:
@@ -609,35 +806,72 @@ class FakeDiscord:
         else:
             body = await _json(request) or {}
         content = body.get("content") or ""
-        if len(content) > 2000:
-            return json_response(
-                {
-                    "message": "Invalid Form Body",
-                    "code": 50035,
-                    "errors": {
-                        "content": {
-                            "_errors": [
-                                {
-                                    "code": "BASE_TYPE_MAX_LENGTH",
-                                    "message": "Must be 2000 or fewer in length.",
-                                }
-                            ]
-                        }
-                    },
-                },
-                status=400,
-            )
+        too_long = content_error(content)
+        if too_long is not None:
+            return too_long
+        bad = component_errors(body.get("components"))
+        if bad is not None:
+            return invalid_form(bad)
         channel = self.channels.get(cid)
         if channel is not None and channel.get("thread_metadata", {}).get("archived"):
             return json_response({"message": "Thread is archived", "code": 50083}, status=400)
         data = self.message_payload(cid, content, self.bot_user, guild=channel is not None)
+        data["components"] = body.get("components") or []
         data["attachments"] = [
             {"id": self.new_id(), "filename": name, "size": len(raw)} for name, raw in files
         ]
         with self._lock:
             self.messages.setdefault(cid, []).append(data)
             self.files.extend((cid, name, raw) for name, raw in files)
+        request["call"].created = data["id"]
         return json_response(data)
+
+    def _own_message(self, cid: str, mid: str) -> dict[str, Any] | web.Response:
+        """The bot's stored message, or Discord's error for someone else's or a missing one."""
+        with self._lock:
+            found = next((m for m in self.messages.get(cid, []) if m["id"] == mid), None)
+        if found is None:
+            return json_response({"message": "Unknown Message", "code": 10008}, status=404)
+        if found["author"]["id"] != self.bot_id:
+            return json_response(
+                {"message": "Cannot edit a message authored by another user", "code": 50005},
+                status=403,
+            )
+        return found
+
+    def _apply_edit(self, message: dict[str, Any], body: dict[str, Any]) -> web.Response | None:
+        """Apply a message edit's content and components, or answer why not."""
+        if "content" in body:
+            too_long = content_error(body["content"])
+            if too_long is not None:
+                return too_long
+        bad = component_errors(body.get("components"))
+        if bad is not None:
+            return invalid_form(bad)
+        with self._lock:
+            if "content" in body:
+                message["content"] = body["content"] or ""
+            if "components" in body:
+                message["components"] = body["components"] or []
+            message["edited_timestamp"] = now_iso()
+        return None
+
+    async def _edit_message(self, request: web.Request) -> web.Response:
+        found = self._own_message(request.match_info["cid"], request.match_info["mid"])
+        if isinstance(found, web.Response):
+            return found
+        refused = self._apply_edit(found, await _json(request) or {})
+        return refused or json_response(found)
+
+    async def _delete_message(self, request: web.Request) -> web.Response:
+        cid, mid = request.match_info["cid"], request.match_info["mid"]
+        found = self._own_message(cid, mid)
+        if isinstance(found, web.Response):
+            return found
+        with self._lock:
+            self.messages[cid].remove(found)
+            self.deleted[mid] = found
+        return web.Response(status=204)
 
     async def _create_thread(self, request: web.Request) -> web.Response:
         cid, mid = request.match_info["cid"], request.match_info["mid"]
@@ -678,33 +912,75 @@ class FakeDiscord:
         self.files.extend(("interaction", name, data) for name, data in files)
         return body
 
+    def _answered(self, token: str) -> Issued | None:
+        with self._lock:
+            issued = self.interactions.get(token)
+        return issued if issued is not None and issued.callback_type is not None else None
+
     async def _interaction_callback(self, request: web.Request) -> web.Response:
         body = await self._interaction_body(request)
-        kind = body.get("type", 4)
+        with self._lock:
+            issued = self.interactions.get(request.match_info["token"])
+        unknown = json_response({"message": "Unknown interaction", "code": 10062}, status=404)
+        if issued is None or issued.id != request.match_info["iid"]:
+            return unknown
+        if time.monotonic() - issued.at > self.interaction_deadline:
+            return unknown  # Discord forgets an interaction not answered within 3 s
+        if issued.callback_type is not None:
+            return json_response(
+                {"message": "Interaction has already been acknowledged.", "code": 40060},
+                status=400,
+            )
+        kind = body.get("type")
+        if kind not in CALLBACK_TYPES.get(issued.type, set()):
+            return invalid_form(f"callback type {kind!r} is not valid for this interaction")
+        data = body.get("data") or {}
         resource: dict[str, Any] = {"type": kind}
         if kind == 4:
-            resource["message"] = self.message_payload(
-                "0", (body.get("data") or {}).get("content", ""), self.bot_user, guild=False
+            refused = content_error(data.get("content")) or (
+                invalid_form(bad) if (bad := component_errors(data.get("components"))) else None
             )
+            if refused is not None:
+                return refused
+            resource["message"] = self.message_payload(
+                "0", data.get("content", ""), self.bot_user, guild=False
+            )
+            resource["message"]["flags"] = int(data.get("flags") or 0)
+        elif kind == 7:
+            clicked = self.find_message(issued.message["id"]) if issued.message else None
+            if clicked is None:
+                return json_response({"message": "Unknown Message", "code": 10008}, status=404)
+            refused = self._apply_edit(clicked, data)
+            if refused is not None:
+                return refused
+            resource["message"] = clicked
+        with self._lock:
+            issued.callback_type = kind
+            issued.ephemeral = bool(int(data.get("flags") or 0) & EPHEMERAL)
+            issued.content = str(data.get("content") or "")
         return json_response(
             {
                 "interaction": {
-                    "id": request.match_info["iid"],
-                    "type": 2,
+                    "id": issued.id,
+                    "type": issued.type,
                     "response_message_loading": kind == 5,
-                    "response_message_ephemeral": False,
+                    "response_message_ephemeral": issued.ephemeral,
                 },
                 "resource": resource,
             }
         )
 
     async def _followup(self, request: web.Request) -> web.Response:
+        if self._answered(request.match_info["token"]) is None:
+            return json_response({"message": "Unknown Webhook", "code": 10015}, status=404)
         body = await self._interaction_body(request)
         return json_response(
             self.message_payload("0", body.get("content", ""), self.bot_user, guild=False)
         )
 
     async def _edit_original(self, request: web.Request) -> web.Response:
+        if self._answered(request.match_info["token"]) is None:
+            return json_response({"message": "Unknown Webhook", "code": 10015}, status=404)
         body = await _json(request) or {}
         return json_response(
             self.message_payload("0", body.get("content", ""), self.bot_user, guild=False)
