@@ -77,6 +77,9 @@ class ArchbotClient(discord.Client):
         # `author.system` when it rebuilds a guild Member, and the raw payload has it.
         self._raw_messages: OrderedDict[str, Mapping[str, Any]] = OrderedDict()
         self._arrivals = ArrivalOrder()
+        # A thread's answers in its turns' order: the core runs the next turn as soon as an
+        # answer is stored, and discord.py's rate-limit bucket lets a later post jump its queue.
+        self._deliveries = ArrivalOrder()
         parsers = self._connection.parsers
         parsers["MESSAGE_CREATE"] = self._keeping_raw(parsers["MESSAGE_CREATE"])
         skip_unparsable(parsers)
@@ -188,24 +191,39 @@ class ArchbotClient(discord.Client):
         message is stored in the core; the indicator already shows while it waits.
         """
         consultant = self.core.consultant
-        async with target.typing():
+        delivery: list[Place] = []
+
+        def queued() -> None:
+            # Called in the core's order; a read-only command is answered at once, out of line.
+            if not (is_command(msg.text) and consultant.commands.is_read_only(msg.text)):
+                delivery.append(self._deliveries.arrive(msg.thread_key))
             if place is not None:
-                await place.turn()
-            # The next message of the thread may go once this one is stored and queued in
-            # the core (which keeps the order from there), not only once it is answered.
-            reply = await consultant.handle(msg, on_queued=place.leave if place else None)
-            if reply is None:
-                return
-            try:
-                await self.outbox.send(target, reply.text, reply.files)
-            except discord.HTTPException as exc:
-                log.error(
-                    "posting the reply to %s failed (%s %s); the answer stays stored",
-                    msg.thread_key,
-                    exc.status,
-                    exc.text,
-                )
-                return
+                place.leave()
+
+        try:
+            async with target.typing():
+                if place is not None:
+                    await place.turn()
+                # The next message of the thread may go once this one is stored and queued in
+                # the core (which keeps the order from there), not only once it is answered.
+                reply = await consultant.handle(msg, on_queued=queued)
+                if reply is None:
+                    return
+                for ours in delivery:
+                    await ours.turn()
+                try:
+                    await self.outbox.send(target, reply.text, reply.files)
+                except discord.HTTPException as exc:
+                    log.error(
+                        "posting the reply to %s failed (%s %s); the answer stays stored",
+                        msg.thread_key,
+                        exc.status,
+                        exc.text,
+                    )
+                    return
+        finally:
+            for ours in delivery:
+                ours.leave()
         consultant.mark_delivered(reply)
         await self._send_diagrams(target, reply)
 
