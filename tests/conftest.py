@@ -4,7 +4,9 @@ database, a core wired like production, and a CLI runner for subprocess tests.""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -40,21 +42,52 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+# A port from bind(("127.0.0.1", 0)) is free only until someone else binds it, and the kernel
+# hands that same ephemeral range to every fake server (port 0) and outgoing connection of
+# every xdist worker. A port that a subprocess binds seconds later must come from where the
+# kernel never looks, and where no other worker of this run looks either: a block of its own.
+PORT_BLOCK_START, PORT_BLOCK_SIZE = 10000, 400
+
+
+def _port_block() -> range:
+    try:
+        ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral = 32768
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    slots = max(1, (ephemeral - PORT_BLOCK_START) // PORT_BLOCK_SIZE)
+    first = PORT_BLOCK_START + (int(worker) if worker.isdigit() else 0) % slots * PORT_BLOCK_SIZE
+    return range(first, first + PORT_BLOCK_SIZE)
+
+
+_PORTS = _port_block()
+# A random start: two runs on one machine (two worktrees) seldom walk the same ports in step.
+_next_port = itertools.count(random.randrange(len(_PORTS)))
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on and no other test process hands out."""
+    for _ in range(len(_PORTS)):
+        port = _PORTS[next(_next_port) % len(_PORTS)]
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # taken, or in TIME_WAIT: the next one
+            return port
+    raise RuntimeError(f"no free port in {_PORTS}")
 
 
 def wait_until(
     check: Callable[[], T],
     what: str = "condition",
     *,
-    within: float = 15.0,
+    within: float = 60.0,
     proc: subprocess.Popen[str] | None = None,
 ) -> T:
     """Poll `check` until it returns something truthy; fail after `within` s or if `proc` died."""
+    # Generous: a passing test never waits for it, and a subprocess's start-up (seconds of
+    # imports) shares two cores with the other test workers and their subprocesses.
     deadline = time.monotonic() + within
     while True:
         value = check()
@@ -67,7 +100,7 @@ def wait_until(
         time.sleep(0.02)
 
 
-async def eventually(check: Callable[[], T], what: str = "condition", *, within: float = 10.0) -> T:
+async def eventually(check: Callable[[], T], what: str = "condition", *, within: float = 30.0) -> T:
     """Poll `check` on the event loop until it returns something truthy; fail after `within` s."""
     deadline = time.monotonic() + within
     while True:

@@ -8,6 +8,7 @@ kills) it. `serving(fake)` runs a fake's aiohttp app on a loopback port.
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -20,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.conftest import clean_env, free_port, wait_until
+from tests.conftest import clean_env, wait_until
 from tests.fakes.fake_anthropic import FakeAnthropic, ServerThread
 from tests.fakes.fake_slack import FakeSlack, event_request
 
@@ -28,6 +29,9 @@ SIGNING_SECRET = "acceptance-signing-secret-not-real"
 BOT_TOKEN = "xoxb-test-not-real"
 MODEL_KEY = "sk-test-not-real"
 SECRETS = (SIGNING_SECRET, BOT_TOKEN, MODEL_KEY)
+# Seconds for a new process to listen: the imports alone take seconds of CPU, and with
+# parallel test workers on two cores a start-up can wait its turn for a while.
+STARTUP = 60.0
 
 
 F = TypeVar("F", FakeAnthropic, FakeSlack)
@@ -61,6 +65,10 @@ def serving_slack() -> Iterator[FakeSlack]:
         yield slack
 
 
+# Logged once the Events API endpoint listens; the process binds port 0 and says which it got.
+LISTENING = re.compile(r"listening for Events API requests on http://[\w.:]+?:(\d+)/slack/events")
+
+
 class SlackRun:
     """One `archbot run` process in Slack HTTP mode, with its own port and log file."""
 
@@ -75,14 +83,15 @@ class SlackRun:
         wait: bool = True,
         **env: str,
     ) -> None:
-        self.port = free_port()
+        # Port 0: a port picked here would be free only until someone else bound it.
+        self.port = 0
         self.slack = slack
         self.log_path = tmp / f"{name}.log"
         self.db = db or tmp / "a.db"
         environment = clean_env(
             ARCHBOT_SLACK__ENABLED="true",
             ARCHBOT_SLACK__MODE="http",
-            ARCHBOT_SLACK__PORT=str(self.port),
+            ARCHBOT_SLACK__PORT="0",
             ARCHBOT_SLACK__API_URL=f"{slack.url}/api/",
             SLACK_BOT_TOKEN=BOT_TOKEN,
             SLACK_SIGNING_SECRET=SIGNING_SECRET,
@@ -100,12 +109,17 @@ class SlackRun:
             stderr=subprocess.STDOUT,
         )
         if wait:
-            wait_until(self.listening, what="archbot to listen on /slack/events")
+            wait_until(self.listening, what="archbot to listen on /slack/events", within=STARTUP)
 
     def listening(self) -> bool:
         """True once /slack/events accepts connections; fails if the process died."""
         if self.proc.poll() is not None:
             raise AssertionError(f"archbot run exited {self.proc.returncode}:\n{self.text()}")
+        if not self.port:
+            found = LISTENING.search(self.text())
+            if found is None:
+                return False
+            self.port = int(found.group(1))
         with socket.socket() as s:
             return s.connect_ex(("127.0.0.1", self.port)) == 0
 

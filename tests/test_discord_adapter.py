@@ -718,3 +718,35 @@ async def test_a_failed_message_does_not_hold_up_the_next_one_in_its_thread(
     await eventually(lambda: bot_posts(fake, dm), "the second answer")
     (answer,) = bot_posts(fake, dm)
     assert answer["content"].startswith("Second answered.")
+
+
+async def test_an_answer_ready_before_the_one_ahead_of_it_is_posted_after_it(
+    adapter: discord_adapter.DiscordAdapter,
+    fake_discord: FakeDiscord,
+    fake_anthropic: FakeAnthropic,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The core runs a thread's next turn once an answer is stored: posting keeps the order."""
+    fake, model = fake_discord, fake_anthropic
+    consultant = adapter.core.consultant
+    handle = consultant.handle
+    third_answered = asyncio.Event()
+
+    async def second_comes_back_late(msg: IncomingMessage, **kwargs: Any) -> Reply | None:
+        reply = await handle(msg, **kwargs)
+        if msg.text == "third":
+            third_answered.set()
+        elif msg.text == "second":
+            # Answered and stored, but slow to come back: the third answer is ready first.
+            await asyncio.wait_for(third_answered.wait(), 10)
+        return reply
+
+    monkeypatch.setattr(consultant, "handle", second_comes_back_late)
+    for answer in ("Answer one.", "Answer two.", "Answer three."):
+        model.reply_text(answer)
+    dm = fake.new_id()
+    for text in ("first", "second", "third"):
+        fake.message(text, channel_id=dm, dm=True)
+    await eventually(lambda: len(bot_posts(fake, dm)) == 3, "three answers")
+    posts = [p["content"].split("\n")[0] for p in bot_posts(fake, dm)]
+    assert posts == ["Answer one.", "Answer two.", "Answer three."]

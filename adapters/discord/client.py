@@ -86,6 +86,9 @@ class ArchbotClient(discord.Client):
         self._arrivals = ArrivalOrder()
         # Working messages on show, by message id: the thread whose turn their Stop stops.
         self._working: dict[int, str] = {}
+        # A thread's answers in its turns' order: the core runs the next turn as soon as an
+        # answer is stored, and discord.py's rate-limit bucket lets a later post jump its queue.
+        self._deliveries = ArrivalOrder()
         parsers = self._connection.parsers
         parsers["MESSAGE_CREATE"] = self._keeping_raw(parsers["MESSAGE_CREATE"])
         skip_unparsable(parsers)
@@ -201,42 +204,57 @@ class ArchbotClient(discord.Client):
         an answer's last part carries 👍 / 👎.
         """
         consultant = self.core.consultant
-        async with target.typing():
+        delivery: list[Place] = []
+
+        def queued() -> None:
+            # Called in the core's order; a read-only command is answered at once, out of line.
+            if not (is_command(msg.text) and consultant.commands.is_read_only(msg.text)):
+                delivery.append(self._deliveries.arrive(msg.thread_key))
             if place is not None:
-                await place.turn()
-            working = None
-            if not is_command(msg.text):
-                key = msg.thread_key
-                working = WorkingMessage(
-                    target, stop_view, on_posted=lambda m: self._working.__setitem__(m.id, key)
-                )
-                working.start()
-            try:
-                # The next message of the thread may go once this one is stored and queued in
-                # the core (which keeps the order from there), not only once it is answered.
-                reply = await consultant.handle(
-                    msg,
-                    on_queued=place.leave if place else None,
-                    on_progress=working.progress if working else None,
-                )
-            finally:
-                if working is not None:
-                    await working.finish()  # the Stop button goes before the answer comes
-                    if working.message is not None:
-                        self._working.pop(working.message.id, None)
-            if reply is None:
-                return
-            votes = vote_view(reply.turn_id) if reply.takes_feedback and reply.turn_id else None
-            try:
-                await self.outbox.send(target, reply.text, reply.files, view=votes)
-            except discord.HTTPException as exc:
-                log.error(
-                    "posting the reply to %s failed (%s %s); the answer stays stored",
-                    msg.thread_key,
-                    exc.status,
-                    exc.text,
-                )
-                return
+                place.leave()
+
+        try:
+            async with target.typing():
+                if place is not None:
+                    await place.turn()
+                working = None
+                if not is_command(msg.text):
+                    key = msg.thread_key
+                    working = WorkingMessage(
+                        target, stop_view, on_posted=lambda m: self._working.__setitem__(m.id, key)
+                    )
+                    working.start()
+                try:
+                    # The next message of the thread may go once this one is stored and queued
+                    # in the core (which keeps the order from there), not only once answered.
+                    reply = await consultant.handle(
+                        msg,
+                        on_queued=queued,
+                        on_progress=working.progress if working else None,
+                    )
+                finally:
+                    if working is not None:
+                        await working.finish()  # the Stop button goes before the answer comes
+                        if working.message is not None:
+                            self._working.pop(working.message.id, None)
+                if reply is None:
+                    return
+                for ours in delivery:
+                    await ours.turn()
+                votes = vote_view(reply.turn_id) if reply.takes_feedback and reply.turn_id else None
+                try:
+                    await self.outbox.send(target, reply.text, reply.files, view=votes)
+                except discord.HTTPException as exc:
+                    log.error(
+                        "posting the reply to %s failed (%s %s); the answer stays stored",
+                        msg.thread_key,
+                        exc.status,
+                        exc.text,
+                    )
+                    return
+        finally:
+            for ours in delivery:
+                ours.leave()
         consultant.mark_delivered(reply)
         await self._send_diagrams(target, reply)
 
