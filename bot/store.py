@@ -34,7 +34,11 @@ from bot.migrations import known_names, migrations
 log = logging.getLogger(__name__)
 
 TODO_STATUSES = ("open", "in_progress", "done", "dropped")
-CONTENT_CACHE_SIZE = 20_000
+CONTENT_CACHE_SIZE = 20_000  # parsed messages kept in memory (`Store._parsed`)
+# ...and at most this much of their JSON text (the parsed blocks take a few times as much): a
+# thread of pasted logs must not hold the process's memory. A message over an eighth of it is
+# parsed every time instead of pushing the rest out.
+CONTENT_CACHE_BYTES = 16 * 1024 * 1024
 BUSY_TIMEOUT_S = 10.0  # a writer waits this long for another process's write to commit
 # Opening waits longer: several processes starting on a fresh file queue for
 # the migration lock one after the other instead of failing "database is locked".
@@ -143,6 +147,8 @@ class Store:
         self.db = db
         self.conn = db.conn
         self._content_cache: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+        self._content_cache_bytes = 0  # UTF-8 bytes of the JSON texts in `_content_cache`
+        self.content_cache_limits = (CONTENT_CACHE_SIZE, CONTENT_CACHE_BYTES)
         # Who holds a recovery claim: readable in the database, unique per Store.
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.recovery_lease = RECOVERY_LEASE
@@ -525,14 +531,24 @@ class Store:
         # delete), so a hit is always the same content. Callers must not mutate it.
         cache = self._content_cache
         found = cache.get(raw)
-        if found is None:
-            found = json.loads(raw)
-            cache[raw] = found
-            if len(cache) > CONTENT_CACHE_SIZE:
-                cache.popitem(last=False)
-        else:
+        if found is not None:
             cache.move_to_end(raw)
+            return found
+        found = json.loads(raw)
+        max_entries, max_bytes = self.content_cache_limits
+        size = len(raw.encode("utf-8"))
+        if size <= max_bytes // 8:
+            cache[raw] = found
+            self._content_cache_bytes += size
+            while len(cache) > max_entries or self._content_cache_bytes > max_bytes:
+                evicted, _ = cache.popitem(last=False)
+                self._content_cache_bytes -= len(evicted.encode("utf-8"))
         return found
+
+    @property
+    def content_cache_usage(self) -> tuple[int, int]:
+        """(parsed messages held, bytes of their JSON text): bounded by `content_cache_limits`."""
+        return len(self._content_cache), self._content_cache_bytes
 
     def history_tokens(self, thread_id: int, *, after_turn: int, upto_turn: int) -> int:
         """Estimated tokens of the messages `history_messages` would return."""
