@@ -535,6 +535,7 @@ class Store:
             cache.move_to_end(raw)
             return found
         found = json.loads(raw)
+        assert isinstance(found, list)  # written by add_message: a list of content blocks
         max_entries, max_bytes = self.content_cache_limits
         size = len(raw.encode("utf-8"))
         if size <= max_bytes // 8:
