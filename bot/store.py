@@ -534,8 +534,8 @@ class Store:
         if found is not None:
             cache.move_to_end(raw)
             return found
-        found = json.loads(raw)
-        assert isinstance(found, list)  # written by add_message: a list of content blocks
+        parsed: list[dict[str, Any]] = json.loads(raw)  # add_message wrote a list of blocks
+        found = parsed
         max_entries, max_bytes = self.content_cache_limits
         size = len(raw.encode("utf-8"))
         if size <= max_bytes // 8:
