@@ -2,8 +2,8 @@
 
 It wires the pure translation functions to bolt, shows the agent session (or the
 thinking indicator), streams or posts each answer with its tool cards and feedback
-buttons, stops a turn on Slack's stop button, and offers the assistant pane's prompts. Bolt acknowledges events before the
-listener runs (`process_before_response=False`), so slow model turns never
+buttons, stops a turn on Slack's stop button, and offers the assistant pane's
+prompts. Bolt acknowledges events before the listener runs (`process_before_response=False`), so slow model turns never
 delay the ack. Exactly-once is the core's job: it records each message's key
 (see `translate.message_key`) in SQLite.
 """
