@@ -519,12 +519,12 @@ class Consultant:
         self,
         key: str,
         turn_id: int,
-        on_text: TextSink | None = None,
-        on_progress: ProgressSink | None = None,
-        running: _RunningTurn | None = None,
+        on_text: TextSink | None,
+        on_progress: ProgressSink | None,
+        running: _RunningTurn,
     ) -> Reply:
         try:
-            return await self._turn(turn_id, on_text, on_progress, running or _RunningTurn(turn_id))
+            return await self._turn(turn_id, on_text, on_progress, running)
         except Exception as exc:
             # A store error, a bug or an SDK surprise: the turn still ends, with a
             # reply and a reference to the logged traceback, never pending and silent.
