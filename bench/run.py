@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import hashlib
 import itertools
@@ -30,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -787,14 +788,10 @@ def bench_loop_lag(fetches: int = 5) -> dict[str, Any]:
         server.wait(10)
 
 
-async def _loop_lag(url: str, fetches: int) -> dict[str, Any]:
-    from bot.settings import FetchSettings
-    from bot.web import WebFetcher
-
-    # Built before the clock starts, as `archbot run` builds it at start-up.
-    fetcher = WebFetcher(FetchSettings(allow_private_addresses=True))  # the page is on loopback
+@contextlib.asynccontextmanager
+async def loop_lag() -> AsyncIterator[list[float]]:
+    """The running loop's stalls (ms) while the block runs, one sample per 1 ms tick."""
     lags: list[float] = []
-    fetch_s: list[float] = []
     done = asyncio.Event()
 
     async def ticker() -> None:
@@ -804,20 +801,36 @@ async def _loop_lag(url: str, fetches: int) -> dict[str, Any]:
             await asyncio.sleep(0.001)
             lags.append(max(0.0, (time.perf_counter() - t0 - 0.001) * 1000))
 
-    # One small page first: a running bot has imported httpx's async backend (anyio) on its
-    # first model call already, and that one-off import is not what is measured here.
-    await fetcher.fetch(url.rsplit("/", 1)[0] + "/plain")
     ticking = asyncio.create_task(ticker())
     try:
-        await asyncio.sleep(0.05)
-        for _ in range(fetches):
-            t0 = time.perf_counter()
-            page = await fetcher.fetch(url)
-            fetch_s.append(time.perf_counter() - t0)
-            assert page.truncated and len(page.text) == 40_000, (page.truncated, len(page.text))
+        yield lags
     finally:
         done.set()
         await ticking
+
+
+async def _loop_lag(url: str, fetches: int) -> dict[str, Any]:
+    from bot.settings import FetchSettings
+    from bot.web import WebFetcher
+
+    # Built before the clock starts, as `archbot run` builds it at start-up.
+    fetcher = WebFetcher(FetchSettings(allow_private_addresses=True))  # the page is on loopback
+    fetch_s: list[float] = []
+    # One small page first: a running bot has imported httpx's async backend (anyio) on its
+    # first model call already, and that one-off import is not what is measured here.
+    await fetcher.fetch(url.rsplit("/", 1)[0] + "/plain")
+    try:
+        async with loop_lag() as lags:
+            await asyncio.sleep(0.05)
+            for _ in range(fetches):
+                t0 = time.perf_counter()
+                page = await fetcher.fetch(url)
+                fetch_s.append(time.perf_counter() - t0)
+                assert page.truncated and len(page.text) == 40_000, (
+                    page.truncated,
+                    len(page.text),
+                )
+    finally:
         await fetcher.aclose()
     return {
         "fetches": fetches,
@@ -838,15 +851,7 @@ async def _diagrams(renders: int) -> dict[str, Any]:
     from bot.settings import DiagramSettings
 
     renderer = DiagramRenderer(DiagramSettings())
-    lags: list[float] = []
     render_s: list[float] = []
-    done = asyncio.Event()
-
-    async def ticker() -> None:
-        while not done.is_set():
-            t0 = time.perf_counter()
-            await asyncio.sleep(0.001)
-            lags.append(max(0.0, (time.perf_counter() - t0 - 0.001) * 1000))
 
     async def one(n: int) -> None:
         # Distinct sources: the cache would otherwise answer all but the first.
@@ -857,14 +862,12 @@ async def _diagrams(renders: int) -> dict[str, Any]:
         assert await renderer.render(source) is not None
         render_s.append(time.perf_counter() - t0)
 
-    ticking = asyncio.create_task(ticker())
     try:
-        t0 = time.perf_counter()
-        await asyncio.gather(*(one(n * 100) for n in range(renders)))
-        wall = time.perf_counter() - t0
+        async with loop_lag() as lags:
+            t0 = time.perf_counter()
+            await asyncio.gather(*(one(n * 100) for n in range(renders)))
+            wall = time.perf_counter() - t0
     finally:
-        done.set()
-        await ticking
         await renderer.aclose()
     return {
         "renders": renders,
