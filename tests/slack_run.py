@@ -111,6 +111,13 @@ class SlackRun:
         if wait:
             wait_until(self.listening, what="archbot to listen on /slack/events", within=STARTUP)
 
+    def __enter__(self) -> SlackRun:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Leaving the block stops the process cleanly (exit 0, no secret, no traceback)."""
+        self.stop_cleanly()
+
     def listening(self) -> bool:
         """True once /slack/events accepts connections; fails if the process died."""
         if self.proc.poll() is not None:

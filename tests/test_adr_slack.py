@@ -34,11 +34,8 @@ def slack() -> Iterator[FakeSlack]:
 
 @pytest.fixture
 def archbot(tmp_path: Path, slack: FakeSlack, model: FakeAnthropic) -> Iterator[SlackRun]:
-    bot = SlackRun(tmp_path, slack, model)
-    try:
+    with SlackRun(tmp_path, slack, model) as bot:
         yield bot
-    finally:
-        bot.stop_cleanly()
 
 
 def mention(archbot: SlackRun, text: str, thread_ts: str | None) -> str:

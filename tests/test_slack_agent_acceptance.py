@@ -62,18 +62,15 @@ def archbot(
     model: FakeAnthropic,
     github: FakeGitHub,
 ) -> Iterator[SlackRun]:
-    bot = SlackRun(
+    with SlackRun(
         tmp_path_factory.mktemp("archbot"),
         slack,
         model,
         GITHUB_TOKEN="ghp-test-not-real",
         ARCHBOT_GITHUB__API_URL=github.url,  # type: ignore[attr-defined]
         ARCHBOT_GITHUB__DEFAULT_REPO="acme/trading",
-    )
-    try:
+    ) as bot:
         yield bot
-    finally:
-        bot.stop_cleanly()
 
 
 def click(bot: SlackRun, payload: dict[str, Any]) -> int:

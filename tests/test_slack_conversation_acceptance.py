@@ -39,11 +39,8 @@ def slack() -> Iterator[FakeSlack]:
 def archbot(
     tmp_path_factory: pytest.TempPathFactory, slack: FakeSlack, model: FakeAnthropic
 ) -> Iterator[SlackRun]:
-    bot = SlackRun(tmp_path_factory.mktemp("archbot"), slack, model)
-    try:
+    with SlackRun(tmp_path_factory.mktemp("archbot"), slack, model) as bot:
         yield bot
-    finally:
-        bot.stop_cleanly()
 
 
 def user_texts(request: RecordedRequest) -> list[str]:

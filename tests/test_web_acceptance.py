@@ -47,17 +47,14 @@ def archbot(
     tmp_path_factory: pytest.TempPathFactory, slack: FakeSlack, model: FakeAnthropic
 ) -> Iterator[SlackRun]:
     """`archbot run` with fetch_url allowed to reach the loopback fake web."""
-    bot = SlackRun(
+    with SlackRun(
         tmp_path_factory.mktemp("archbot"),
         slack,
         model,
         ARCHBOT_FETCH__ALLOW_PRIVATE_ADDRESSES="true",  # the fake web is on 127.0.0.1
         ARCHBOT_LLM__MAX_CONCURRENCY="32",
-    )
-    try:
+    ) as bot:
         yield bot
-    finally:
-        bot.stop_cleanly()
 
 
 def converter_pids(parent: int) -> set[int]:
