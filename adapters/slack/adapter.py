@@ -3,8 +3,10 @@
 It wires the pure translation functions to bolt, shows the agent session (or the
 thinking indicator), streams or posts each answer with its tool cards and feedback
 buttons, stops a turn on Slack's stop button, and offers the assistant pane's
-prompts. Bolt acknowledges events before the listener runs (`process_before_response=False`), so slow model turns never
-delay the ack. Exactly-once is the core's job: it records each message's key
+prompts. Over HTTP, `http.EventsServer` acknowledges a signed event on a thread of its own
+and bolt dispatches it on the bot's loop; in Socket Mode bolt acknowledges events before the
+listener runs (`process_before_response=False`). Either way slow model turns never delay the
+ack. Exactly-once is the core's job: it records each message's key
 (see `translate.message_key`) in SQLite.
 """
 
@@ -18,13 +20,10 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
-from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.middleware.authorization.async_single_team_authorization import (
     AsyncSingleTeamAuthorization,
 )
-from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
@@ -33,7 +32,7 @@ from adapters.slack.client import CALL_ERRORS, auth_status, configure_client, de
 from adapters.slack.feedback import FEEDBACK_ACTION_ID, feedback_block, parse_feedback_click
 from adapters.slack.files import permalink, upload_files
 from adapters.slack.gate import Installation, WorkspaceGate
-from adapters.slack.http import request_problem
+from adapters.slack.http import EVENTS_PATH, EventsServer
 from adapters.slack.outbox import SlackOutbox
 from adapters.slack.people import SlackPeople
 from adapters.slack.render import fallback_text, render_parts
@@ -66,7 +65,6 @@ from bot.feedback import record_vote
 
 log = logging.getLogger(__name__)
 
-EVENTS_PATH = "/slack/events"
 SLASH_COMMAND = "/archbot"
 CONTEXT_LIMIT = 200  # earlier thread messages read when called into a discussion
 STOP_SECONDS = 10.0
@@ -127,7 +125,7 @@ class SlackAdapter:
         self.bot_user_id: str | None = None
         self.bot_id: str | None = None
         self.team_id = ""
-        self._runner: web.AppRunner | None = None
+        self._server: EventsServer | None = None
         self._socket: Any = None
         self._stopped = False
         self._active = 0
@@ -180,56 +178,21 @@ class SlackAdapter:
                 middleware.auth_test_result = auth
 
     async def _start_http(self) -> None:
-        web_app = web.Application()
-        web_app.router.add_post(EVENTS_PATH, self._http_events)
-        self._runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=2.0)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
+        self._server = EventsServer(self.app, self._verifier, self.host, self.port)
         try:
-            await site.start()
+            await self._server.start()
         except OSError as exc:
-            await self._runner.cleanup()
-            self._runner = None
+            self._server = None
             raise ArchbotError(
                 f"slack: cannot listen on port {self.port}: {exc.strerror}"
             ) from None
-        server = site._server
-        if server is not None and self.port == 0:
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        self.port = self._server.port
         log.info(
             "slack: listening for Events API requests on http://%s:%d%s",
             self.host,
             self.port,
             EVENTS_PATH,
         )
-
-    async def _http_events(self, request: web.Request) -> web.Response:
-        try:
-            raw = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            log.warning("slack: refused a request to %s with 413: body over 1 MiB", EVENTS_PATH)
-            raise
-        problem = request_problem(raw, request.headers, self._verifier)
-        if problem is not None:
-            status, reason = problem
-            log.warning("slack: refused a request to %s with %d: %s", EVENTS_PATH, status, reason)
-            return web.Response(status=status, text=reason)
-        bolt_request = AsyncBoltRequest(
-            body=raw.decode("utf-8"),
-            query=request.query_string,
-            headers=request.headers,  # type: ignore[arg-type]
-        )
-        try:
-            bolt_response = await self.app.async_dispatch(bolt_request)
-        except Exception as exc:
-            # A signed body bolt cannot read (an odd shape): the sender's fault, one line.
-            log.warning(
-                "slack: refused a request to %s with 400: bolt could not read it (%s)",
-                EVENTS_PATH,
-                type(exc).__name__,
-            )
-            return web.Response(status=400, text="unreadable request")
-        return await to_aiohttp_response(bolt_response)
 
     async def _start_socket(self) -> None:
         from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
@@ -251,9 +214,9 @@ class SlackAdapter:
         if self._socket is not None:
             await self._socket.close_async()
             self._socket = None
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._server is not None:
+            await self._server.stop()
+            self._server = None
         try:
             await asyncio.wait_for(self._idle.wait(), STOP_SECONDS)
         except TimeoutError:
