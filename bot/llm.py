@@ -274,7 +274,15 @@ def make_anthropic_client(
     key = secrets.anthropic_api_key.get_secret_value() if secrets.anthropic_api_key else None
     base_url = secrets.anthropic_base_url or None
     client = anthropic.AsyncAnthropic(
-        api_key=key or None, base_url=base_url, max_retries=max_retries, timeout=timeout
+        api_key=key or None,
+        base_url=base_url,
+        max_retries=max_retries,
+        timeout=timeout,
+        # The SDK's aiohttp transport (aiohttp is installed for Slack anyway): httpx's pool
+        # scans every connection for every request, so 200 turns at once spent more time
+        # there than on anything else; it is also cheaper per call. Proxies from the
+        # environment are honoured as with the default transport.
+        http_client=anthropic.DefaultAioHttpClient(),
     )
     if base_url and not has_credentials(client):
         # A local server or open gateway needs no key, but the SDK refuses to send
