@@ -3,6 +3,7 @@ gateway or local server can fail, each ending in a clear ModelUnavailable."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import logging
@@ -25,7 +26,7 @@ from bot.llm import (
 )
 from bot.settings import LLMSettings, Secrets
 from bot.store import Store
-from tests.conftest import FAKE_KEY, make_secrets, make_settings
+from tests.conftest import FAKE_KEY, free_port, make_secrets, make_settings
 from tests.fakes.fake_anthropic import FakeAnthropic
 
 CACHE = {"type": "ephemeral"}
@@ -159,6 +160,58 @@ async def test_base_url_without_a_key_sends_the_placeholder_and_is_answered(
     assert result.text == "Start with a managed Kafka."
     headers = fake_anthropic.message_requests[0].headers
     assert headers.get("Authorization") == f"Bearer {PLACEHOLDER_API_KEY}"
+
+
+async def test_many_calls_at_once_are_all_answered_over_the_aiohttp_transport(
+    store: Store, fake_anthropic: FakeAnthropic
+) -> None:
+    # The client is built on the SDK's aiohttp transport (httpx's pool costs O(connections)
+    # per request); concurrent calls each get their own answer, plain and streamed alike.
+    fake_anthropic.latency = 0.2  # all 40 are in flight together
+    model = model_client(store, fake_anthropic)
+    assert isinstance(model.client, anthropic.AsyncAnthropic)
+    assert isinstance(model.client._client, anthropic.DefaultAioHttpClient)
+    try:
+        results = await asyncio.gather(
+            *(
+                model.complete(
+                    system="s",
+                    messages=[{"role": "user", "content": [{"type": "text", "text": f"q{i}"}]}],
+                    on_text=sink if i % 2 else None,
+                )
+                for i in range(40)
+            )
+        )
+    finally:
+        await model.aclose()
+    assert len(fake_anthropic.message_requests) == 40
+    assert all(r.text for r in results)
+
+
+def test_the_model_client_honours_a_proxy_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    client = make_anthropic_client(
+        Secrets(ANTHROPIC_API_KEY=FAKE_KEY),  # type: ignore[call-arg]
+        max_retries=0,
+        timeout=5,
+    )
+    proxies = [getattr(t, "proxy", None) for t in client._client._mounts.values()]
+    assert [str(p.url) for p in proxies if p is not None] == ["http://127.0.0.1:3128"]
+
+
+async def test_a_model_nobody_listens_for_is_a_connection_error(store: Store) -> None:
+    secrets = Secrets(  # type: ignore[call-arg]
+        ANTHROPIC_API_KEY=FAKE_KEY, ANTHROPIC_BASE_URL=f"http://127.0.0.1:{free_port()}"
+    )
+    model = ModelClient(LLMSettings(max_retries=0), secrets, store)
+    try:
+        with pytest.raises(ModelUnavailable) as raised:
+            await model.complete(system="s", messages=USER)
+    finally:
+        await model.aclose()
+    assert raised.value.cause == "connection"
 
 
 async def test_an_sdk_type_error_is_model_unavailable_logged_with_its_type(
