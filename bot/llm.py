@@ -20,7 +20,7 @@ from anthropic.types import Message
 
 from bot.errors import ModelUnavailable
 from bot.events import TextSink
-from bot.metrics import MODEL_TOKENS
+from bot.metrics import TOKENS_CACHE_READ, TOKENS_CACHE_WRITE, TOKENS_INPUT, TOKENS_OUTPUT
 from bot.pricing import estimate_cost
 from bot.settings import LLMSettings, Secrets
 from bot.store import Store, UsageRecord
@@ -346,11 +346,14 @@ class ModelClient:
         tool_choice: dict[str, Any] | None = None,
         on_text: TextSink | None = None,
         turn_id: int | None = None,
+        defer_usage: bool = False,
     ) -> ModelResult:
         """One Messages API call; raises ModelUnavailable on any failure.
 
         It is streamed when `on_text` wants the text as it is written (or when
-        max_tokens is too large for a plain request).
+        max_tokens is too large for a plain request). Its usage goes to the
+        ledger at once, unless `defer_usage`: then the caller stores
+        `result.usage` (`Store.record_usage`), with the answer, before it awaits anything.
         """
         if self.client is None:
             raise ModelUnavailable(
@@ -436,16 +439,14 @@ class ModelClient:
                 cache_write=cache_write,
             ),
         )
-        self.store.record_usage(
-            record, thread_id=thread_id, channel_key=channel_key, user=user, turn_id=turn_id
-        )
-        for kind, count in (
-            ("input", record.input_tokens),
-            ("output", record.output_tokens),
-            ("cache_read", record.cache_read_tokens),
-            ("cache_write", record.cache_write_tokens),
-        ):
-            MODEL_TOKENS.labels(kind=kind).inc(count)
+        if not defer_usage:
+            self.store.record_usage(
+                record, thread_id=thread_id, channel_key=channel_key, user=user, turn_id=turn_id
+            )
+        TOKENS_INPUT.inc(record.input_tokens)
+        TOKENS_OUTPUT.inc(record.output_tokens)
+        TOKENS_CACHE_READ.inc(record.cache_read_tokens)
+        TOKENS_CACHE_WRITE.inc(record.cache_write_tokens)
         content = [p for p in (block_to_param(b) for b in message.content or []) if p is not None]
         return ModelResult(content=content, stop_reason=message.stop_reason, usage=record)
 
