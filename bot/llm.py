@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anthropic
+from anthropic._base_client import get_platform
 from anthropic.types import Message
 
 from bot.errors import ModelUnavailable
@@ -260,11 +261,38 @@ def _describe_status(exc: anthropic.APIStatusError) -> ModelUnavailable | None:
 _FIRST_REQUEST_IMPORTS = ("anyio._backends._asyncio", "opentelemetry.propagate")
 
 
-def warm_up_sdk() -> None:
-    """Import what the SDK would otherwise import lazily during the first request."""
+# A response as small as the Messages API sends: building it once builds the SDK's models.
+_WARM_UP_MESSAGE: dict[str, Any] = {
+    "id": "msg_warm_up",
+    "type": "message",
+    "role": "assistant",
+    "model": "warm-up",
+    "content": [{"type": "text", "text": "ok"}],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {"input_tokens": 1, "output_tokens": 1},
+}
+
+
+def warm_up_sdk(client: anthropic.AsyncAnthropic | None = None) -> None:
+    """Do now what the SDK would otherwise do lazily during the first requests.
+
+    That is: import modules, build the response models' schemas (~10 ms, paid by
+    the first answer), and, for `client`, look up the platform its headers name.
+    """
     for name in _FIRST_REQUEST_IMPORTS:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    _build_message_models()
+    if client is not None and client._platform is None:
+        # Otherwise each request looks it up in a worker thread until one lookup has
+        # returned: 200 turns at once queued 200 jobs on the thread pool.
+        client._platform = get_platform()
+
+
+@functools.cache
+def _build_message_models() -> None:
+    Message.model_construct(**_WARM_UP_MESSAGE)
 
 
 def make_anthropic_client(
@@ -326,7 +354,7 @@ class ModelClient:
                 secrets, max_retries=llm.max_retries, timeout=llm.timeout_seconds
             )
         if client is not None:
-            warm_up_sdk()
+            warm_up_sdk(client)
         self.client = client
         if client is not None and client.auth_token:  # found by the SDK in ANTHROPIC_AUTH_TOKEN
             self._redact.append(client.auth_token)

@@ -171,6 +171,8 @@ async def test_many_calls_at_once_are_all_answered_over_the_aiohttp_transport(
     model = model_client(store, fake_anthropic)
     assert isinstance(model.client, anthropic.AsyncAnthropic)
     assert isinstance(model.client._client, anthropic.DefaultAioHttpClient)
+    # Looked up once at start: the SDK would send each first request's lookup to a thread.
+    assert model.client._platform is not None
     try:
         results = await asyncio.gather(
             *(
