@@ -203,6 +203,20 @@ def test_the_model_client_honours_a_proxy_from_the_environment(
     assert [str(p.url) for p in proxies if p is not None] == ["http://127.0.0.1:3128"]
 
 
+def test_sdk_spans_only_when_a_tracer_provider_records_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from opentelemetry import trace
+
+    secrets = Secrets(ANTHROPIC_API_KEY=FAKE_KEY)  # type: ignore[call-arg]
+    quiet = make_anthropic_client(secrets, max_retries=0, timeout=5)
+    assert quiet.open_telemetry["traces"]["enabled"] is False  # nobody would record them
+    # An operator's instrumentation installs a provider before the bot starts.
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: trace.NoOpTracerProvider())
+    traced = make_anthropic_client(secrets, max_retries=0, timeout=5)
+    assert traced.open_telemetry["traces"]["enabled"] is True
+
+
 async def test_a_model_nobody_listens_for_is_a_connection_error(store: Store) -> None:
     secrets = Secrets(  # type: ignore[call-arg]
         ANTHROPIC_API_KEY=FAKE_KEY, ANTHROPIC_BASE_URL=f"http://127.0.0.1:{free_port()}"
