@@ -488,18 +488,19 @@ class Consultant:
         on_text: TextSink | None,
         on_progress: ProgressSink | None,
     ) -> Reply:
-        """Run the turn as its own task, so `stop` can cancel it and only it."""
-        running = _RunningTurn(turn_id)
-        running.task = asyncio.create_task(
-            self._run_turn(key, turn_id, on_text, on_progress, running)
-        )
+        """Run the turn in this task, which `stop` cancels; a stop's cancel is taken back here.
+
+        Not a task of its own: that cost a task and two loop passes every turn.
+        """
+        current = asyncio.current_task()
+        running = _RunningTurn(turn_id, task=current)
         self._running[key] = running
         try:
-            return await running.task
+            return await self._run_turn(key, turn_id, on_text, on_progress, running)
         except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if not running.stopping or (current is not None and current.cancelling()):
-                raise  # shutdown, not a stop: the turn stays pending and is recovered
+            if not running.stopping or current is None or current.cancelling() > 1:
+                raise  # shutdown, not (only) a stop: the turn stays pending and is recovered
+            current.uncancel()
             return self._stopped(key, turn_id, running)
         finally:
             if self._running.get(key) is running:
@@ -965,7 +966,7 @@ class _RunningTurn:
     """A turn running in this process: its task (for `stop`) and the text of its round."""
 
     turn_id: int
-    task: asyncio.Task[Reply] | None = None
+    task: asyncio.Task[Any] | None = None  # the task the turn runs in (the caller's)
     live: str = ""  # this round's text so far: a stop keeps it, cut off
     stopping: bool = False
 
