@@ -70,11 +70,6 @@ async def run_forever(
     adapters = create_adapters(core)
     started_adapters: list[PlatformAdapter] = []
     stop_metrics: Callable[[], None] | None = None
-    # Everything imported and built so far lives as long as the process;
-    # freezing it keeps full GC passes from rescanning it (they otherwise
-    # stall the loop for ~100 ms at a time under load, delaying Slack acks).
-    gc.collect()
-    gc.freeze()
     try:
         # Platforms connect in parallel: start-up takes the slowest, not the sum.
         outcomes = await asyncio.gather(*(a.start() for a in adapters), return_exceptions=True)
@@ -100,6 +95,13 @@ async def run_forever(
             time.perf_counter() - started,
             ", ".join(a.platform for a in adapters),
         )
+        # Everything imported and built so far lives as long as the process;
+        # freezing it keeps full GC passes from rescanning it (they otherwise
+        # stall the loop for ~100 ms at a time under load, delaying Slack acks).
+        # `archbot run` starts with the collector off (bot.cli): it goes on here.
+        gc.collect()
+        gc.freeze()
+        gc.enable()
         exit_code = await _wait_for_stop_or_failure(stop, started_adapters)
         log.info("stopping: draining in-flight turns (up to %.0fs)", DRAIN_SECONDS)
         deadline = time.monotonic() + DRAIN_SECONDS

@@ -30,6 +30,8 @@ from tests.fakes.fake_slack import FakeSlack
 MIN_CACHEABLE_TOKENS = 1024
 # How many block boundaries before a breakpoint the real API checks for an earlier cache entry.
 LOOKBACK_BLOCKS = 20
+# Connections the fake's socket queues before it accepts them (the kernel caps it at somaxconn).
+LISTEN_BACKLOG = 1024
 # A sentence of an architect's answer; repeated to the requested length.
 ANSWER_SENTENCE = (
     "Keep the feature store's online and offline paths on one definition, and replay a day "
@@ -274,7 +276,12 @@ def main() -> None:
         ).app()
     else:
         app = BenchSlack(url=f"http://127.0.0.1:{args.port}").app()
-    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)
+    # aiohttp's default listen backlog (128) is smaller than the bench's bursts: 200 connections
+    # at once overflow it, and a dropped SYN is retried only after a second, which a real API
+    # would not do to us.
+    web.run_app(
+        app, host="127.0.0.1", port=args.port, access_log=None, print=None, backlog=LISTEN_BACKLOG
+    )
 
 
 if __name__ == "__main__":

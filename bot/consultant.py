@@ -26,13 +26,21 @@ from bot.commands import CommandContext, CommandRegistry, is_command
 from bot.errors import ModelUnavailable
 from bot.events import IncomingMessage, Reply, TextSink
 from bot.llm import ModelClient
-from bot.metrics import INFLIGHT, MODEL_ERRORS, QUEUE_DEPTH, TURN_LATENCY, TURNS
+from bot.metrics import INFLIGHT, MODEL_ERRORS, QUEUE_DEPTH, TURN_LATENCY, TURNS, TURNS_ANSWERED
 from bot.ports import Outbox
 from bot.progress import ProgressSink, ToolProgress, describe_call
 from bot.prompts import COMPACTION_PROMPT, CONSULTANT_PROMPT
 from bot.settings import Secrets, Settings
 from bot.signoff import SignOffFilter, sign_off
-from bot.store import Store, StoredMessage, ThreadRow, day_start, estimate_tokens, utcnow
+from bot.store import (
+    Store,
+    StoredMessage,
+    ThreadRow,
+    UsageRecord,
+    day_start,
+    estimate_tokens,
+    utcnow,
+)
 from bot.tools import Services, ToolContext, ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -480,18 +488,19 @@ class Consultant:
         on_text: TextSink | None,
         on_progress: ProgressSink | None,
     ) -> Reply:
-        """Run the turn as its own task, so `stop` can cancel it and only it."""
-        running = _RunningTurn(turn_id)
-        running.task = asyncio.create_task(
-            self._run_turn(key, turn_id, on_text, on_progress, running)
-        )
+        """Run the turn in this task, which `stop` cancels; a stop's cancel is taken back here.
+
+        Not a task of its own: that cost a task and two loop passes every turn.
+        """
+        current = asyncio.current_task()
+        running = _RunningTurn(turn_id, task=current)
         self._running[key] = running
         try:
-            return await running.task
+            return await self._run_turn(key, turn_id, on_text, on_progress, running)
         except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if not running.stopping or (current is not None and current.cancelling()):
-                raise  # shutdown, not a stop: the turn stays pending and is recovered
+            if not running.stopping or current is None or current.cancelling() > 1:
+                raise  # shutdown, not (only) a stop: the turn stays pending and is recovered
+            current.uncancel()
             return self._stopped(key, turn_id, running)
         finally:
             if self._running.get(key) is running:
@@ -564,10 +573,13 @@ class Consultant:
             if await self._compact_if_needed(thread, turn_id, turn.user):
                 thread = self.store.get_thread_by_id(turn.thread_id)
             sink = _RoundSeparatedSink(on_text) if on_text is not None else None
-            shown, final = await self._tool_loop(
+            shown, final, usage = await self._tool_loop(
                 thread, turn_id, turn.user, sink, _ProgressReporter(on_progress), running
             )
             if sink is not None:
+                # The ledger row goes in before anything awaits (a stop, a crash): the call is billed.
+                self._record_usage(usage, thread, turn_id, turn.user)
+                usage = None
                 await sink.finish()
         except ModelUnavailable as exc:
             # Offline mode is a setting, not an incident.
@@ -579,15 +591,36 @@ class Consultant:
             MODEL_ERRORS.labels(cause=exc.cause).inc()
             return Reply(reply, thread.key, kind="error", turn_id=turn_id)
         reply = sign_off(shown or "(The model returned an empty answer.)")
-        with self.store.transaction():
-            # History keeps the last round's text; earlier rounds' text is already
-            # stored with their tool calls (so nothing appears twice to the model).
-            self.store.add_message(
-                thread.id, turn_id, "assistant", [{"type": "text", "text": sign_off(final)}]
-            )
-            self.store.finish_turn(turn_id, status="done", reply=reply)
-        TURNS.labels(outcome="answered").inc()
+        try:
+            with self.store.transaction():
+                # The last call's ledger row and the answer: one commit, nothing awaited
+                # since the call returned.
+                self._record_usage(usage, thread, turn_id, turn.user)
+                # History keeps the last round's text; earlier rounds' text is already
+                # stored with their tool calls (so nothing appears twice to the model).
+                self.store.add_message(
+                    thread.id, turn_id, "assistant", [{"type": "text", "text": sign_off(final)}]
+                )
+                self.store.finish_turn(turn_id, status="done", reply=reply)
+        except Exception:
+            if usage is not None:  # the answer is lost, the call was still billed
+                with contextlib.suppress(Exception):
+                    self._record_usage(usage, thread, turn_id, turn.user)
+            raise
+        TURNS_ANSWERED.inc()
         return Reply(reply, thread.key, kind="answer", turn_id=turn_id)
+
+    def _record_usage(
+        self, usage: UsageRecord | None, thread: ThreadRow, turn_id: int, user: str
+    ) -> None:
+        if usage is not None:
+            self.store.record_usage(
+                usage,
+                thread_id=thread.id,
+                channel_key=thread.channel_key,
+                user=user,
+                turn_id=turn_id,
+            )
 
     def _check_budget(self, user: str) -> None:
         check_daily_budget(self.store, self.settings, user)
@@ -600,10 +633,13 @@ class Consultant:
         sink: _RoundSeparatedSink | None,
         progress: _ProgressReporter,
         running: _RunningTurn,
-    ) -> tuple[str, str]:
-        """Run model calls and tools; return (all rounds' text as shown, the last round's text).
+    ) -> tuple[str, str, UsageRecord | None]:
+        """Run model calls and tools; return (all rounds' text as shown, the last round's text,
+        the last call's usage if it is still to be stored).
 
-        The first, with the sign-off rule applied, is what `sink` passed on.
+        The first, with the sign-off rule applied, is what `sink` passed on. Each
+        tool round's usage is stored before its tools run; the last call's is left
+        to the caller, to store with the answer.
         """
         rounds = self.settings.llm.max_tool_rounds
         ctx = ToolContext(
@@ -617,12 +653,18 @@ class Consultant:
         )
         # Listed once per turn: extension tools stay the same while their servers run.
         tool_defs = await self.tools.schemas_for(ctx)
-        default_repo = (
-            thread.repo
-            or self.store.channel_repo(thread.channel_key)
-            or self.settings.github.default_repo
-            or None
-        )
+        repo: list[str | None] = []  # looked up at the first tool call: most turns make none
+
+        def default_repo() -> str | None:
+            if not repo:
+                repo.append(
+                    thread.repo
+                    or self.store.channel_repo(thread.channel_key)
+                    or self.settings.github.default_repo
+                    or None
+                )
+            return repo[0]
+
         shown: list[str] = []
 
         async def seen(text: str) -> None:
@@ -647,6 +689,7 @@ class Consultant:
                 tool_choice={"type": "none"} if last_round and rounds > 0 else None,
                 on_text=seen if sink is not None else None,
                 turn_id=turn_id,
+                defer_usage=True,
             )
             running.live = result.raw_text
             # What users see is what was streamed: raw round texts, a blank line
@@ -655,7 +698,8 @@ class Consultant:
                 shown.append(result.raw_text)
             uses = result.tool_uses
             if result.stop_reason != "tool_use" or not uses:
-                return "\n\n".join(shown), result.text
+                return "\n\n".join(shown), result.text, result.usage
+            self._record_usage(result.usage, thread, turn_id, user)
             if sink is not None:
                 await sink.end_round()  # the round's text is whole: show it before the tools run
             results: list[dict[str, Any]] = []
@@ -663,7 +707,7 @@ class Consultant:
                 if last_round:
                     output, is_error = TOOL_LIMIT_NOTE, True
                 else:
-                    item = describe_call(use["id"], use["name"], use.get("input"), default_repo)
+                    item = describe_call(use["id"], use["name"], use.get("input"), default_repo())
                     await progress.report(item)
                     try:
                         output, is_error = await self.tools.call(use["name"], use.get("input"), ctx)
@@ -691,8 +735,8 @@ class Consultant:
             if last_round:  # a server that ignored tool_choice "none"
                 if not result.text:
                     shown.append(TOOL_LIMIT_NOTE)
-                return "\n\n".join(shown), result.text or TOOL_LIMIT_NOTE
-        return "\n\n".join(shown), ""
+                return "\n\n".join(shown), result.text or TOOL_LIMIT_NOTE, None
+        return "\n\n".join(shown), "", None
 
     def history(self, thread: ThreadRow, upto_turn: int | None = None) -> list[dict[str, Any]]:
         """The thread's messages for a request: summary first, same roles merged.
@@ -922,7 +966,7 @@ class _RunningTurn:
     """A turn running in this process: its task (for `stop`) and the text of its round."""
 
     turn_id: int
-    task: asyncio.Task[Reply] | None = None
+    task: asyncio.Task[Any] | None = None  # the task the turn runs in (the caller's)
     live: str = ""  # this round's text so far: a stop keeps it, cut off
     stopping: bool = False
 

@@ -24,22 +24,17 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote, unquote
 
 import httpx
-from githubkit import GitHub
-from githubkit.exception import (
-    GitHubException,
-    RateLimitExceeded,
-    RequestError,
-    RequestFailed,
-    RequestTimeout,
-)
-from githubkit.retry import RetryOption
-from githubkit.throttling import LocalThrottler
 from pydantic import ValidationError
 
 from bot.errors import ArchbotError, ToolError
 from bot.store import utcnow
 
 if TYPE_CHECKING:
+    # githubkit itself is imported on the first request (see GitHubClient.rest), not
+    # at start-up: a bot that never reads a repository should not pay for it.
+    from githubkit import GitHub
+    from githubkit.exception import GitHubException, RequestFailed
+    from githubkit.retry import RetryOption
     from githubkit_schemas.v2026_03_10.models import (
         Commit,
         ContentDirectoryItems,
@@ -460,6 +455,9 @@ class BoundedRetry:
 
     def __call__(self, exc: GitHubException, retry_count: int) -> RetryOption:
         """githubkit's retry decision hook."""
+        from githubkit.exception import RateLimitExceeded, RequestFailed
+        from githubkit.retry import RetryOption
+
         if retry_count >= 1:
             return RetryOption(False)
         if isinstance(exc, RateLimitExceeded):
@@ -483,6 +481,8 @@ def _wait_text(delta: timedelta) -> str:
 
 def describe_github_error(exc: Exception, what: str) -> ToolError:
     """Turn a githubkit failure into a short message the model (and users) can act on."""
+    from githubkit.exception import RateLimitExceeded, RequestError, RequestFailed, RequestTimeout
+
     if isinstance(exc, RateLimitExceeded):
         kind = "secondary" if type(exc).__name__.startswith("Secondary") else "primary"
         return ToolError(
@@ -602,18 +602,30 @@ class GitHubClient:
         inner = transport or httpx.AsyncHTTPTransport(retries=1)
         self.transport = ConditionalCacheTransport(inner, self.cache)
         self.sandbox = SandboxTransport(self.transport, settings.api_url)
-        self._github: GitHub[Any] = GitHub(
-            token or None,
-            base_url=settings.api_url,
-            user_agent="archbot (+https://github.com/archbot)",
-            timeout=REQUEST_TIMEOUT,
-            async_transport=self.sandbox,
-            http_cache=False,  # our conditional cache lives in archbot's SQLite instead
-            throttler=LocalThrottler(MAX_CONCURRENT_REQUESTS),
-            auto_retry=BoundedRetry(),
-            follow_redirects=True,  # each hop passes the sandbox again
-        )
-        self.rest: RestNamespace = self._github.rest(API_VERSION)
+        self._token = token or None
+        self._github: GitHub[Any] | None = None
+        self._rest: RestNamespace | None = None
+
+    @property
+    def rest(self) -> RestNamespace:
+        """githubkit's REST namespace at the pinned API version, built on first use."""
+        if self._rest is None:
+            from githubkit import GitHub
+            from githubkit.throttling import LocalThrottler
+
+            self._github = GitHub(
+                self._token,
+                base_url=self.settings.api_url,
+                user_agent="archbot (+https://github.com/archbot)",
+                timeout=REQUEST_TIMEOUT,
+                async_transport=self.sandbox,
+                http_cache=False,  # our conditional cache lives in archbot's SQLite instead
+                throttler=LocalThrottler(MAX_CONCURRENT_REQUESTS),
+                auto_retry=BoundedRetry(),
+                follow_redirects=True,  # each hop passes the sandbox again
+            )
+            self._rest = self._github.rest(API_VERSION)
+        return self._rest
 
     async def aclose(self) -> None:
         """Close the connection pool."""
@@ -622,6 +634,8 @@ class GitHubClient:
     @asynccontextmanager
     async def _call(self, what: str, scope: RequestScope) -> AsyncIterator[None]:
         """Run one API call inside `scope` (the sandbox checks it) and translate its errors."""
+        from githubkit.exception import GitHubException, RequestError, RequestFailed
+
         token = _scope.set(scope)
         try:
             yield

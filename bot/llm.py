@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import anthropic
+from anthropic._base_client import get_platform
 from anthropic.types import Message
 
 from bot.errors import ModelUnavailable
 from bot.events import TextSink
-from bot.metrics import MODEL_TOKENS
+from bot.metrics import TOKENS_CACHE_READ, TOKENS_CACHE_WRITE, TOKENS_INPUT, TOKENS_OUTPUT
 from bot.pricing import estimate_cost
 from bot.settings import LLMSettings, Secrets
 from bot.store import Store, UsageRecord
@@ -260,11 +261,38 @@ def _describe_status(exc: anthropic.APIStatusError) -> ModelUnavailable | None:
 _FIRST_REQUEST_IMPORTS = ("anyio._backends._asyncio", "opentelemetry.propagate")
 
 
-def warm_up_sdk() -> None:
-    """Import what the SDK would otherwise import lazily during the first request."""
+# A response as small as the Messages API sends: building it once builds the SDK's models.
+_WARM_UP_MESSAGE: dict[str, Any] = {
+    "id": "msg_warm_up",
+    "type": "message",
+    "role": "assistant",
+    "model": "warm-up",
+    "content": [{"type": "text", "text": "ok"}],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {"input_tokens": 1, "output_tokens": 1},
+}
+
+
+def warm_up_sdk(client: anthropic.AsyncAnthropic | None = None) -> None:
+    """Do now what the SDK would otherwise do lazily during the first requests.
+
+    That is: import modules, build the response models' schemas (~10 ms, paid by
+    the first answer), and, for `client`, look up the platform its headers name.
+    """
     for name in _FIRST_REQUEST_IMPORTS:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    _build_message_models()
+    if client is not None and client._platform is None:
+        # Otherwise each request looks it up in a worker thread until one lookup has
+        # returned: 200 turns at once queued 200 jobs on the thread pool.
+        client._platform = get_platform()
+
+
+@functools.cache
+def _build_message_models() -> None:
+    Message.model_construct(**_WARM_UP_MESSAGE)
 
 
 def make_anthropic_client(
@@ -274,7 +302,19 @@ def make_anthropic_client(
     key = secrets.anthropic_api_key.get_secret_value() if secrets.anthropic_api_key else None
     base_url = secrets.anthropic_base_url or None
     client = anthropic.AsyncAnthropic(
-        api_key=key or None, base_url=base_url, max_retries=max_retries, timeout=timeout
+        api_key=key or None,
+        base_url=base_url,
+        max_retries=max_retries,
+        timeout=timeout,
+        # The SDK's aiohttp transport (aiohttp is installed for Slack anyway): httpx's pool
+        # scans every connection for every request, so 200 turns at once spent more time
+        # there than on anything else; it is also cheaper per call. Proxies from the
+        # environment are honoured as with the default transport.
+        http_client=anthropic.DefaultAioHttpClient(),
+        # The SDK builds a span's attributes for every call even when no tracer provider
+        # records them (~50 us a call); with one installed (an operator's instrumentation),
+        # its spans and the SDK's own environment switches work as usual.
+        open_telemetry=None if traces_have_a_consumer() else False,
     )
     if base_url and not has_credentials(client):
         # A local server or open gateway needs no key, but the SDK refuses to send
@@ -283,6 +323,15 @@ def make_anthropic_client(
         _log_placeholder_once()
         client = client.with_options(api_key=PLACEHOLDER_API_KEY)
     return client
+
+
+def traces_have_a_consumer() -> bool:
+    """Whether an OpenTelemetry tracer provider is installed, so spans would be recorded."""
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        return False
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
 @functools.cache
@@ -318,7 +367,7 @@ class ModelClient:
                 secrets, max_retries=llm.max_retries, timeout=llm.timeout_seconds
             )
         if client is not None:
-            warm_up_sdk()
+            warm_up_sdk(client)
         self.client = client
         if client is not None and client.auth_token:  # found by the SDK in ANTHROPIC_AUTH_TOKEN
             self._redact.append(client.auth_token)
@@ -338,11 +387,14 @@ class ModelClient:
         tool_choice: dict[str, Any] | None = None,
         on_text: TextSink | None = None,
         turn_id: int | None = None,
+        defer_usage: bool = False,
     ) -> ModelResult:
         """One Messages API call; raises ModelUnavailable on any failure.
 
         It is streamed when `on_text` wants the text as it is written (or when
-        max_tokens is too large for a plain request).
+        max_tokens is too large for a plain request). Its usage goes to the
+        ledger at once, unless `defer_usage`: then the caller stores
+        `result.usage` (`Store.record_usage`), with the answer, before it awaits anything.
         """
         if self.client is None:
             raise ModelUnavailable(
@@ -428,16 +480,14 @@ class ModelClient:
                 cache_write=cache_write,
             ),
         )
-        self.store.record_usage(
-            record, thread_id=thread_id, channel_key=channel_key, user=user, turn_id=turn_id
-        )
-        for kind, count in (
-            ("input", record.input_tokens),
-            ("output", record.output_tokens),
-            ("cache_read", record.cache_read_tokens),
-            ("cache_write", record.cache_write_tokens),
-        ):
-            MODEL_TOKENS.labels(kind=kind).inc(count)
+        if not defer_usage:
+            self.store.record_usage(
+                record, thread_id=thread_id, channel_key=channel_key, user=user, turn_id=turn_id
+            )
+        TOKENS_INPUT.inc(record.input_tokens)
+        TOKENS_OUTPUT.inc(record.output_tokens)
+        TOKENS_CACHE_READ.inc(record.cache_read_tokens)
+        TOKENS_CACHE_WRITE.inc(record.cache_write_tokens)
         content = [p for p in (block_to_param(b) for b in message.content or []) if p is not None]
         return ModelResult(content=content, stop_reason=message.stop_reason, usage=record)
 

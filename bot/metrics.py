@@ -11,6 +11,11 @@ log = logging.getLogger(__name__)
 
 TURNS = Counter("archbot_turns_total", "Turns answered, by outcome", ["outcome"])
 MODEL_TOKENS = Counter("archbot_model_tokens_total", "Model tokens, by kind", ["kind"])
+# Bound once: `labels()` takes a lock and builds its key on every call, and every call counts.
+TOKENS_INPUT = MODEL_TOKENS.labels(kind="input")
+TOKENS_OUTPUT = MODEL_TOKENS.labels(kind="output")
+TOKENS_CACHE_READ = MODEL_TOKENS.labels(kind="cache_read")
+TOKENS_CACHE_WRITE = MODEL_TOKENS.labels(kind="cache_write")
 CHECKINS = Counter("archbot_checkins_total", "Check-in runs, by outcome", ["outcome"])
 # From the turn's arrival at its thread's queue to its finished reply (queue wait included).
 TURN_LATENCY = Histogram(
@@ -25,6 +30,7 @@ MODEL_ERRORS = Counter(
 TOOL_CALLS = Counter(
     "archbot_tool_calls_total", "Tool calls, by tool and outcome (ok/error)", ["tool", "outcome"]
 )
+TURNS_ANSWERED = TURNS.labels(outcome="answered")
 QUEUE_DEPTH = Gauge(
     "archbot_queue_depth", "Turns and commands waiting behind earlier ones in their thread"
 )

@@ -16,10 +16,11 @@ import socket
 import sqlite3
 import time
 import uuid
+from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -39,6 +40,11 @@ CONTENT_CACHE_SIZE = 20_000  # parsed messages kept in memory (`Store._parsed`)
 # thread of pasted logs must not hold the process's memory. A message over an eighth of it is
 # parsed every time instead of pushing the rest out.
 CONTENT_CACHE_BYTES = 16 * 1024 * 1024
+# Threads whose history is kept in memory (`Store._history`), and at most this many characters
+# of their JSON text: a turn reads its thread's history from memory instead of rebuilding it.
+HISTORY_CACHE_THREADS = 1_000
+HISTORY_CACHE_CHARS = 8 * 1024 * 1024
+_LAST = 2**63  # sorts after every message id: (turn, _LAST) ends a turn's messages
 BUSY_TIMEOUT_S = 10.0  # a writer waits this long for another process's write to commit
 # Opening waits longer: several processes starting on a fresh file queue for
 # the migration lock one after the other instead of failing "database is locked".
@@ -101,6 +107,39 @@ class StoredMessage:
     tokens: int
 
 
+@dataclass(slots=True)
+class _ThreadHistory:
+    """One thread's messages of turns after `after`, in history order, as the database has them."""
+
+    after: int
+    messages: list[StoredMessage] = field(default_factory=list)
+    keys: list[tuple[int, int]] = field(default_factory=list)  # (turn or 0, id), sorted
+    sizes: list[int] = field(default_factory=list)  # characters of each message's JSON text
+    chars: int = 0  # their sum
+
+    def add(self, message: StoredMessage, chars: int) -> None:
+        key = (message.turn_id or 0, message.id)
+        at = bisect_right(self.keys, key)
+        self.keys.insert(at, key)
+        self.messages.insert(at, message)
+        self.sizes.insert(at, chars)
+        self.chars += chars
+
+    def drop_until(self, turn: int) -> int:
+        """Forget the messages of turns up to `turn` (summarised); returns their characters."""
+        cut = self.span(self.after, turn)[1]
+        dropped = sum(self.sizes[:cut])
+        del self.messages[:cut], self.keys[:cut], self.sizes[:cut]
+        self.after = turn
+        self.chars -= dropped
+        return dropped
+
+    def span(self, after_turn: int, upto_turn: int) -> tuple[int, int]:
+        return bisect_right(self.keys, (after_turn, _LAST)), bisect_right(
+            self.keys, (upto_turn, _LAST)
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Todo:
     number: int
@@ -149,6 +188,13 @@ class Store:
         self._content_cache: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
         self._content_cache_bytes = 0  # UTF-8 bytes of the JSON texts in `_content_cache`
         self.content_cache_limits = (CONTENT_CACHE_SIZE, CONTENT_CACHE_BYTES)
+        # Kept in step with this connection's own writes (`_touched` undoes a rolled-back
+        # transaction's) and dropped whole when another connection commits (`data_version`).
+        self._history: OrderedDict[int, _ThreadHistory] = OrderedDict()
+        self._history_chars = 0
+        self.history_cache_limits = (HISTORY_CACHE_THREADS, HISTORY_CACHE_CHARS)
+        self._touched: set[int] = set()  # threads whose cached history this transaction changed
+        self._data_version: int | None = None
         # Who holds a recovery claim: readable in the database, unique per Store.
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.recovery_lease = RECOVERY_LEASE
@@ -197,11 +243,16 @@ class Store:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        else:
             self.conn.execute("COMMIT")
+        except BaseException:
+            # What the cache learnt from this transaction's writes is undone with them.
+            for thread_id in self._touched:
+                self._drop_history(thread_id)
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        finally:
+            self._touched.clear()
 
     def applied_migrations(self) -> list[str]:
         """Names of the migrations applied to this database, in order."""
@@ -361,10 +412,14 @@ class Store:
                 "UPDATE turns SET status = ?, reply = ?, error = ?, finished_at = ? WHERE id = ?",
                 (status, reply, error, utcnow(), turn_id),
             )
-            self.conn.execute(
-                "UPDATE messages SET status = ? WHERE turn_id = ? AND status = 'pending'",
-                ("complete" if status in ("done", "stopped") else "failed", turn_id),
-            )
+            new = "complete" if status in ("done", "stopped") else "failed"
+            changed = self.conn.execute(
+                "UPDATE messages SET status = ? WHERE turn_id = ? AND status = 'pending'"
+                " RETURNING thread_id, id",
+                (new, turn_id),
+            ).fetchall()
+            for thread_id, message_id in changed:
+                self._set_cached_status(thread_id, turn_id, message_id, new)
 
     def mark_posted(self, turn_id: int) -> None:
         """Record that a turn's reply reached the platform."""
@@ -471,12 +526,22 @@ class Store:
     ) -> int:
         """Append one message (a list of content blocks) to a thread."""
         body = json.dumps(content, ensure_ascii=False, separators=(",", ":"))
+        tokens = estimate_tokens(body)
         cur = self.conn.execute(
             "INSERT INTO messages (thread_id, turn_id, role, content, status, tokens, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (thread_id, turn_id, role, body, status, estimate_tokens(body), utcnow()),
+            (thread_id, turn_id, role, body, status, tokens, utcnow()),
         )
-        return int(cur.lastrowid or 0)
+        message_id = int(cur.lastrowid or 0)
+        cached = self._history.get(thread_id)
+        if cached is not None and (turn_id or 0) > cached.after:
+            # As a fresh read would return it: parsed from the text just stored.
+            stored = StoredMessage(message_id, turn_id, role, self._parsed(body), status, tokens)
+            self._note_change(thread_id)
+            cached.add(stored, len(body))
+            self._history_chars += len(body)
+            self._evict_history()
+        return message_id
 
     def import_context(self, thread_id: int, context: Sequence[ContextMessage]) -> None:
         """Store a thread's earlier platform messages once, as context for later turns."""
@@ -505,25 +570,87 @@ class Store:
         """Messages of turns in (after_turn, upto_turn], in turn order then insertion order.
 
         Imported context has no turn and sorts as turn 0. Ordering by turn keeps a
-        queued later message out of an earlier turn's history.
+        queued later message out of an earlier turn's history. Served from memory
+        once the thread has been read (see `_thread_history`).
         """
+        cached = self._thread_history(thread_id, after_turn)
+        start, end = cached.span(after_turn, upto_turn)
+        return cached.messages[start:end]
+
+    def _thread_history(self, thread_id: int, after_turn: int) -> _ThreadHistory:
+        """The thread's history after `after_turn`, from memory or read once from the database."""
+        self._check_other_writers()
+        cached = self._history.get(thread_id)
+        if cached is not None and cached.after <= after_turn:
+            self._history.move_to_end(thread_id)
+            if cached.after < after_turn:  # compacted since: the summary holds the rest
+                self._history_chars -= cached.drop_until(after_turn)
+            return cached
         rows = self.conn.execute(
             "SELECT id, turn_id, role, content, status, tokens FROM messages"
-            " WHERE thread_id = ? AND coalesce(turn_id, 0) > ? AND coalesce(turn_id, 0) <= ?"
-            " ORDER BY coalesce(turn_id, 0), id",
-            (thread_id, after_turn, upto_turn),
+            " WHERE thread_id = ? AND coalesce(turn_id, 0) > ? ORDER BY coalesce(turn_id, 0), id",
+            (thread_id, after_turn),
         ).fetchall()
-        return [
-            StoredMessage(
-                id=r["id"],
-                turn_id=r["turn_id"],
-                role=r["role"],
-                content=self._parsed(r["content"]),
-                status=r["status"],
-                tokens=r["tokens"],
+        loaded = _ThreadHistory(after_turn)
+        for r in rows:
+            raw = r["content"]
+            message = StoredMessage(
+                r["id"], r["turn_id"], r["role"], self._parsed(raw), r["status"], r["tokens"]
             )
-            for r in rows
-        ]
+            loaded.keys.append((message.turn_id or 0, message.id))
+            loaded.messages.append(message)
+            loaded.sizes.append(len(raw))
+            loaded.chars += len(raw)
+        self._drop_history(thread_id)
+        self._note_change(thread_id)  # read inside a transaction: it may still roll back
+        if (
+            loaded.chars <= self.history_cache_limits[1] // 8
+        ):  # one huge thread must not push out all the others
+            self._history[thread_id] = loaded
+            self._history_chars += loaded.chars
+            self._evict_history()
+        return loaded
+
+    def _check_other_writers(self) -> None:
+        """Forget every cached history when another connection (a process) committed since."""
+        version = int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+        if version != self._data_version:
+            self._history.clear()
+            self._history_chars = 0
+            self._data_version = version
+
+    def _note_change(self, thread_id: int) -> None:
+        if self.conn.in_transaction:
+            self._touched.add(thread_id)
+
+    def _set_cached_status(
+        self, thread_id: int, turn_id: int, message_id: int, status: str
+    ) -> None:
+        cached = self._history.get(thread_id)
+        if cached is None or turn_id <= cached.after:
+            return
+        at = bisect_right(cached.keys, (turn_id, message_id)) - 1
+        if at >= 0 and cached.keys[at] == (turn_id, message_id):
+            self._note_change(thread_id)
+            cached.messages[at] = replace(cached.messages[at], status=status)
+
+    def _drop_history(self, thread_id: int) -> None:
+        dropped = self._history.pop(thread_id, None)
+        if dropped is not None:
+            self._history_chars -= dropped.chars
+
+    def _evict_history(self) -> None:
+        max_threads, max_chars = self.history_cache_limits
+        while self._history and (
+            len(self._history) > max_threads or self._history_chars > max_chars
+        ):
+            _, evicted = self._history.popitem(last=False)
+            self._history_chars -= evicted.chars
+
+    @property
+    def history_cache_usage(self) -> tuple[int, int]:
+        """(threads whose history is held, characters of its JSON text): see `history_cache_limits`."""
+        return len(self._history), self._history_chars
 
     def _parsed(self, raw: str) -> list[dict[str, Any]]:
         """JSON content blocks, decoded once: every turn re-reads its thread's history."""
@@ -553,12 +680,10 @@ class Store:
 
     def history_tokens(self, thread_id: int, *, after_turn: int, upto_turn: int) -> int:
         """Estimated tokens of the messages `history_messages` would return."""
-        row = self.conn.execute(
-            "SELECT coalesce(sum(tokens), 0) FROM messages"
-            " WHERE thread_id = ? AND coalesce(turn_id, 0) > ? AND coalesce(turn_id, 0) <= ?",
-            (thread_id, after_turn, upto_turn),
-        ).fetchone()
-        return int(row[0])
+        return sum(
+            m.tokens
+            for m in self.history_messages(thread_id, after_turn=after_turn, upto_turn=upto_turn)
+        )
 
     def set_summary(self, thread_id: int, summary: str | None, until_turn: int) -> None:
         """Replace the thread's compacted summary; turns up to `until_turn` leave the history."""
@@ -571,6 +696,7 @@ class Store:
         """Delete the thread's conversation memory (todos stay); return messages removed."""
         with self.transaction():
             cur = self.conn.execute("DELETE FROM messages WHERE thread_id = ?", (thread_id,))
+            self._drop_history(thread_id)
             self.conn.execute(
                 "UPDATE threads SET summary = NULL, summary_until = 0 WHERE id = ?", (thread_id,)
             )

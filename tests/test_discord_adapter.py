@@ -750,3 +750,25 @@ async def test_an_answer_ready_before_the_one_ahead_of_it_is_posted_after_it(
     await eventually(lambda: len(bot_posts(fake, dm)) == 3, "three answers")
     posts = [p["content"].split("\n")[0] for p in bot_posts(fake, dm)]
     assert posts == ["Answer one.", "Answer two.", "Answer three."]
+
+
+async def test_start_returns_once_readys_guilds_arrived_not_after_discordpys_timer(
+    tmp_path: Path,
+    fake_discord: FakeDiscord,
+    fake_anthropic: FakeAnthropic,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # discord.py calls the bot ready only `guild_ready_timeout` after the last
+    # GUILD_CREATE; READY already said which guilds come, so start-up need not wait.
+    monkeypatch.setattr(discord_client, "GUILD_READY_TIMEOUT", 8)
+    core = build_core(discord_settings(tmp_path, fake_discord), discord_secrets(fake_anthropic))
+    adapter = discord_adapter.create_adapter(core)
+    try:
+        await asyncio.wait_for(adapter.start(), 20)
+        client = adapter.client
+        assert client.guilds and not any(g.unavailable for g in client.guilds)
+        assert not client.is_ready(), "discord.py's own ready is still waiting on its timer"
+    finally:
+        # stop() lets discord.py's ready fire first: closed before it, its dispatch is lost.
+        await adapter.stop()
+        await core.aclose()

@@ -3,6 +3,7 @@ gateway or local server can fail, each ending in a clear ModelUnavailable."""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import logging
@@ -25,7 +26,7 @@ from bot.llm import (
 )
 from bot.settings import LLMSettings, Secrets
 from bot.store import Store
-from tests.conftest import FAKE_KEY, make_secrets, make_settings
+from tests.conftest import FAKE_KEY, free_port, make_secrets, make_settings
 from tests.fakes.fake_anthropic import FakeAnthropic
 
 CACHE = {"type": "ephemeral"}
@@ -159,6 +160,74 @@ async def test_base_url_without_a_key_sends_the_placeholder_and_is_answered(
     assert result.text == "Start with a managed Kafka."
     headers = fake_anthropic.message_requests[0].headers
     assert headers.get("Authorization") == f"Bearer {PLACEHOLDER_API_KEY}"
+
+
+async def test_many_calls_at_once_are_all_answered_over_the_aiohttp_transport(
+    store: Store, fake_anthropic: FakeAnthropic
+) -> None:
+    # The client is built on the SDK's aiohttp transport (httpx's pool costs O(connections)
+    # per request); concurrent calls each get their own answer, plain and streamed alike.
+    fake_anthropic.latency = 0.2  # all 40 are in flight together
+    model = model_client(store, fake_anthropic)
+    assert isinstance(model.client, anthropic.AsyncAnthropic)
+    assert isinstance(model.client._client, anthropic.DefaultAioHttpClient)
+    # Looked up once at start: the SDK would send each first request's lookup to a thread.
+    assert model.client._platform is not None
+    try:
+        results = await asyncio.gather(
+            *(
+                model.complete(
+                    system="s",
+                    messages=[{"role": "user", "content": [{"type": "text", "text": f"q{i}"}]}],
+                    on_text=sink if i % 2 else None,
+                )
+                for i in range(40)
+            )
+        )
+    finally:
+        await model.aclose()
+    assert len(fake_anthropic.message_requests) == 40
+    assert all(r.text for r in results)
+
+
+def test_the_model_client_honours_a_proxy_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    client = make_anthropic_client(
+        Secrets(ANTHROPIC_API_KEY=FAKE_KEY),  # type: ignore[call-arg]
+        max_retries=0,
+        timeout=5,
+    )
+    proxies = [getattr(t, "proxy", None) for t in client._client._mounts.values()]
+    assert [str(p.url) for p in proxies if p is not None] == ["http://127.0.0.1:3128"]
+
+
+def test_sdk_spans_only_when_a_tracer_provider_records_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from opentelemetry import trace
+
+    secrets = Secrets(ANTHROPIC_API_KEY=FAKE_KEY)  # type: ignore[call-arg]
+    quiet = make_anthropic_client(secrets, max_retries=0, timeout=5)
+    assert quiet.open_telemetry["traces"]["enabled"] is False  # nobody would record them
+    # An operator's instrumentation installs a provider before the bot starts.
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: trace.NoOpTracerProvider())
+    traced = make_anthropic_client(secrets, max_retries=0, timeout=5)
+    assert traced.open_telemetry["traces"]["enabled"] is True
+
+
+async def test_a_model_nobody_listens_for_is_a_connection_error(store: Store) -> None:
+    secrets = Secrets(  # type: ignore[call-arg]
+        ANTHROPIC_API_KEY=FAKE_KEY, ANTHROPIC_BASE_URL=f"http://127.0.0.1:{free_port()}"
+    )
+    model = ModelClient(LLMSettings(max_retries=0), secrets, store)
+    try:
+        with pytest.raises(ModelUnavailable) as raised:
+            await model.complete(system="s", messages=USER)
+    finally:
+        await model.aclose()
+    assert raised.value.cause == "connection"
 
 
 async def test_an_sdk_type_error_is_model_unavailable_logged_with_its_type(

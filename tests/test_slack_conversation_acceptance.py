@@ -8,7 +8,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,20 +67,21 @@ def test_a_mention_and_two_follow_ups_within_200_ms_get_three_answers_in_order(
         event_body("message_thread_followup", channel="C0BURST", thread_ts=root, text=f"burst {n}?")
         for n in ("two", "three")
     ]
-    model.latency = 0.5  # every message arrives while the first answer is being written
+    model.latency = 1.5  # every message arrives while the first answer is being written
     # A Slack that answers slowly: the mention still waits on its indicator and names when
     # the follow-ups arrive (each of which waits on Slack too).
     slack.delays.update({"reactions.add": 0.3, "users.info": 0.3})
     try:
-        started = time.monotonic()
         statuses = [archbot.send(body)[0] for body in (mention, *follow_ups)]
-        span = time.monotonic() - started
+        # The scenario holds only if all three came while the first answer was still being
+        # written; a loaded machine may send them slower than Slack's 200 ms, which is fine.
+        unanswered_when_all_arrived = not slack.thread_messages("C0BURST", root)
         posts = replies(slack, "C0BURST", root, count=3)
     finally:
         model.latency = 0.0
         slack.delays.clear()
     assert statuses == [200, 200, 200]
-    assert span < 0.2, f"the three deliveries took {span:.3f} s"
+    assert unanswered_when_all_arrived, "the first answer was done before the follow-ups came"
     texts = [p.text for p in posts]
     assert [t.split("\n")[0] for t in texts] == [
         "Fake answer to: Alice: burst one: Redis or Feast?",

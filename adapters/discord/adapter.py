@@ -48,7 +48,7 @@ class DiscordAdapter:
         self._connection = asyncio.create_task(
             self.client.connect(reconnect=True), name="discord-gateway"
         )
-        ready = asyncio.create_task(self.client.wait_until_ready())
+        ready = asyncio.create_task(self.client.wait_until_serving())
         done, _ = await asyncio.wait(
             {self._connection, ready}, timeout=READY_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
         )
@@ -85,6 +85,13 @@ class DiscordAdapter:
         pending = [t for t in self.client.inflight if t is not asyncio.current_task()]
         if pending:
             await asyncio.wait(pending, timeout=DRAIN_SECONDS)
+        if self._connection is not None and not self._connection.done():
+            # start() returns before discord.py's own ready, which it dispatches from a
+            # timer; closed first, that dispatch finds no loop and its coroutine is lost.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self.client.wait_until_ready(), self.client.guild_ready_timeout + 1.0
+                )
         await self.client.close()
         if self._connection is not None:
             with contextlib.suppress(Exception, asyncio.CancelledError):

@@ -69,6 +69,7 @@ class ArchbotClient(discord.Client):
         discord.VoiceClient.warn_nacl = discord.VoiceClient.warn_dave = False
         intents = discord.Intents.default()
         intents.message_content = True  # privileged: switched on in the Developer Portal
+        self.guild_ready_timeout = GUILD_READY_TIMEOUT
         super().__init__(
             intents=intents, allowed_mentions=NO_PINGS, guild_ready_timeout=GUILD_READY_TIMEOUT
         )
@@ -89,6 +90,7 @@ class ArchbotClient(discord.Client):
         # A thread's answers in its turns' order: the core runs the next turn as soon as an
         # answer is stored, and discord.py's rate-limit bucket lets a later post jump its queue.
         self._deliveries = ArrivalOrder()
+        self._guild_arrived = asyncio.Event()
         parsers = self._connection.parsers
         parsers["MESSAGE_CREATE"] = self._keeping_raw(parsers["MESSAGE_CREATE"])
         skip_unparsable(parsers)
@@ -119,6 +121,30 @@ class ArchbotClient(discord.Client):
             )
         else:
             log.info("synced %d application command(s)", len(self.synced_commands))
+
+    async def wait_until_serving(self) -> None:
+        """Return once READY and every guild it listed have arrived, or discord.py calls it ready.
+
+        discord.py's own ready waits `guild_ready_timeout` after the last GUILD_CREATE even
+        when READY said how many were coming; events are handled either way, so start-up
+        need not wait out that timer.
+        """
+        ready = asyncio.ensure_future(self.wait_until_ready())
+        try:
+            while not ready.done():
+                self._guild_arrived.clear()
+                guilds = self.guilds
+                if self.user is not None and guilds and not any(g.unavailable for g in guilds):
+                    return
+                arrived = asyncio.ensure_future(self._guild_arrived.wait())
+                await asyncio.wait({ready, arrived}, return_when=asyncio.FIRST_COMPLETED)
+                arrived.cancel()
+        finally:
+            ready.cancel()
+
+    async def on_guild_available(self, guild: discord.Guild) -> None:
+        """A guild READY listed has arrived: start-up may be waiting for it."""
+        self._guild_arrived.set()
 
     async def on_ready(self) -> None:
         """Log who we are once the gateway is up."""

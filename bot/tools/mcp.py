@@ -26,15 +26,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx2
-from mcp import Client, MCPError, StdioServerParameters
-from mcp.client.streamable_http import streamable_http_client
-from mcp.types import CONNECTION_CLOSED
 
 from bot.store import utcnow
 from bot.tools import ToolContext
 from bot.untrusted import untrusted
 
 if TYPE_CHECKING:
+    # The SDK itself is imported when a server first starts: it costs ~0.5 s and
+    # ~15 MB, which a bot without extensions should not pay at start-up.
+    from mcp import Client, StdioServerParameters
     from mcp.types import CallToolResult
 
     from bot.settings import McpServerSettings
@@ -166,6 +166,8 @@ class McpServer:
         return {n: self._environ[n] for n in self.config.env if n in self._environ}
 
     def _stdio(self) -> StdioServerParameters:
+        from mcp import StdioServerParameters
+
         command = shutil.which(self.config.command, path=self._environ.get("PATH"))
         if command is None:
             raise ServerUnavailable(f"command {self.config.command!r} not found")
@@ -251,6 +253,9 @@ class McpServer:
 
     async def _own_session(self, ready: asyncio.Future[Client], stop: asyncio.Event) -> None:
         """Enter and leave the SDK client in this one task; live until `stop` is set."""
+        from mcp import Client
+        from mcp.client.streamable_http import streamable_http_client
+
         try:
             async with contextlib.AsyncExitStack() as stack:
                 if self.config.url:
@@ -376,6 +381,9 @@ class McpServer:
 
 def _describe(exc: BaseException, timeout_text: str) -> str:
     """One line for an error from the SDK (whose errors often come inside exception groups)."""
+    from mcp import MCPError
+    from mcp.types import CONNECTION_CLOSED
+
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
     if isinstance(exc, TimeoutError):
@@ -451,6 +459,9 @@ class Extensions:
     async def _call(
         self, server: McpServer, tool: ExtensionTool, args: dict[str, Any]
     ) -> tuple[str, bool]:
+        from mcp import MCPError
+        from mcp.types import CONNECTION_CLOSED
+
         timeout = server.config.timeout_seconds
         try:
             client = await server.ensure_started()
