@@ -212,11 +212,15 @@ class EventsServer:
         try:
             await self._stopping.wait()
         finally:
-            listener.close()  # no new connections; those accepted already get their answer
-            # A connection accepted just now is known to aiohttp (so closed by its cleanup) only
-            # once its transport exists and has called connection_made: two rounds of the loop.
+            # Stop accepting before closing: a connection the loop accepted just now becomes a
+            # transport in a task of its own, which (CPython 3.11) fails to attach to a closed
+            # server and leaves the socket open; given a few rounds first, it attaches, and
+            # aiohttp's cleanup knows it once connection_made has run.
+            for sock in listener.sockets:
+                loop.remove_reader(sock.fileno())
             for _ in range(3):
                 await asyncio.sleep(0)
+            listener.close()  # no new connections; those accepted already get their answer
             await runner.cleanup()
             await _close_transports(loop)
             self._hand_over()  # acknowledged: bolt must still see them
