@@ -136,6 +136,24 @@ def fake_slack() -> Iterator[FakeSlack]:
         server.stop()
 
 
+@pytest.fixture(name="bot")
+async def slack_bot(
+    tmp_path: Path, fake_anthropic: FakeAnthropic, fake_slack: FakeSlack
+) -> AsyncIterator[object]:
+    """`archbot run` in-process with Slack over HTTP, against the fakes; it must stop with exit
+    code 0 (a module with another `bot`, such as Discord's, defines its own)."""
+    # Imported here: that module imports this one.
+    from tests.test_slack_adapter import RunningBot, slack_secrets, slack_settings
+
+    running = await RunningBot(
+        slack_settings(tmp_path, fake_slack), slack_secrets(fake_anthropic), fake_slack
+    ).start()
+    try:
+        yield running
+    finally:
+        assert await running.stop() == 0
+
+
 @pytest.fixture
 def fake_discord() -> Iterator[FakeDiscord]:
     """A fake Discord REST API and gateway on 127.0.0.1; `.url` is the REST base (…/api/v10)."""

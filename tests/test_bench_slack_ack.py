@@ -11,36 +11,16 @@ import json
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
-from pathlib import Path
 
-import pytest
-
-from tests.fakes.fake_anthropic import FakeAnthropic
 from tests.fakes.fake_slack import FakeSlack, event_body, event_request, signed_headers
 from tests.test_slack_adapter import (
     SIGNING_SECRET,
     RunningBot,
     answered,
-    slack_secrets,
-    slack_settings,
 )
 
 # Far longer than any acknowledgement takes; reached only when nothing answers at all.
 NO_ANSWER_SECONDS = 10.0
-
-
-@pytest.fixture
-async def bot(
-    tmp_path: Path, fake_anthropic: FakeAnthropic, fake_slack: FakeSlack
-) -> AsyncIterator[RunningBot]:
-    running = await RunningBot(
-        slack_settings(tmp_path, fake_slack), slack_secrets(fake_anthropic), fake_slack
-    ).start()
-    try:
-        yield running
-    finally:
-        await running.stop()
 
 
 def post_blocking(port: int, raw: bytes, headers: dict[str, str]) -> tuple[int, bytes]:

@@ -9,7 +9,6 @@ import logging
 import socket
 import sqlite3
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode
@@ -141,19 +140,6 @@ def slack_secrets(fake_anthropic: FakeAnthropic, **extra: str) -> Secrets:
         **extra,
     }
     return Secrets(**values)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-async def bot(
-    tmp_path: Path, fake_anthropic: FakeAnthropic, fake_slack: FakeSlack
-) -> AsyncIterator[RunningBot]:
-    running = await RunningBot(
-        slack_settings(tmp_path, fake_slack), slack_secrets(fake_anthropic), fake_slack
-    ).start()
-    try:
-        yield running
-    finally:
-        assert await running.stop() == 0
 
 
 async def answered(

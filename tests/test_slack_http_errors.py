@@ -9,7 +9,7 @@ import logging
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,8 +24,6 @@ from tests.test_slack_adapter import (
     SIGNING_SECRET,
     RunningBot,
     answered,
-    slack_secrets,
-    slack_settings,
 )
 
 JSON = "application/json"
@@ -98,19 +96,6 @@ ODD_SHAPES = [
     {"type": "url_verification"},
     {},
 ]
-
-
-@pytest.fixture
-async def bot(
-    tmp_path: Path, fake_anthropic: FakeAnthropic, fake_slack: FakeSlack
-) -> AsyncIterator[RunningBot]:
-    running = await RunningBot(
-        slack_settings(tmp_path, fake_slack), slack_secrets(fake_anthropic), fake_slack
-    ).start()
-    try:
-        yield running
-    finally:
-        assert await running.stop() == 0
 
 
 def tracebacks(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:

@@ -8,10 +8,7 @@ import asyncio
 import gc
 import socket
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from tests.conftest import eventually
 from tests.fakes.fake_anthropic import FakeAnthropic
@@ -23,20 +20,6 @@ from tests.test_slack_adapter import (
     slack_secrets,
     slack_settings,
 )
-
-
-@pytest.fixture
-async def bot(
-    tmp_path: Path, fake_anthropic: FakeAnthropic, fake_slack: FakeSlack
-) -> AsyncIterator[RunningBot]:
-    running = await RunningBot(
-        slack_settings(tmp_path, fake_slack), slack_secrets(fake_anthropic), fake_slack
-    ).start()
-    try:
-        yield running
-    finally:
-        if running.task is not None and not running.task.done():
-            assert await running.stop() == 0
 
 
 def events_threads() -> list[threading.Thread]:

@@ -4,8 +4,6 @@ stream's cuts fall (pure splitter and neutraliser), and end to end through the S
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -17,7 +15,7 @@ from bot.signoff import SIGN_OFF, sign_off
 from bot.streaming import TOKEN_MAX, ReplyStream, token_start
 from tests.fakes.fake_anthropic import FakeAnthropic
 from tests.fakes.fake_slack import FakeSlack, event_body
-from tests.test_slack_adapter import RunningBot, answered, slack_secrets, slack_settings
+from tests.test_slack_adapter import RunningBot, answered
 
 # What Slack would turn into a ping: a ping's opening (closed later or not), or a bare word.
 LIVE_PING = re.compile(
@@ -156,19 +154,6 @@ def test_posted_replies_are_neutralised_too() -> None:
 
 
 # end to end: the Slack fake sees every body the bot sent --------------------------------------
-
-
-@pytest.fixture
-async def bot(
-    tmp_path: Path, fake_anthropic: FakeAnthropic, fake_slack: FakeSlack
-) -> AsyncIterator[RunningBot]:
-    running = await RunningBot(
-        slack_settings(tmp_path, fake_slack), slack_secrets(fake_anthropic), fake_slack
-    ).start()
-    try:
-        yield running
-    finally:
-        assert await running.stop() == 0
 
 
 @pytest.mark.parametrize(

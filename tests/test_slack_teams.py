@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -149,19 +148,6 @@ def test_events_of_the_wrong_shape_are_refused(event: dict[str, Any], problem: s
 
 
 # through the Slack fake -----------------------------------------------------------------------
-
-
-@pytest.fixture
-async def bot(
-    tmp_path: Path, fake_anthropic: FakeAnthropic, fake_slack: FakeSlack
-) -> AsyncIterator[RunningBot]:
-    running = await RunningBot(
-        slack_settings(tmp_path, fake_slack), slack_secrets(fake_anthropic), fake_slack
-    ).start()
-    try:
-        yield running
-    finally:
-        assert await running.stop() == 0
 
 
 def ignored_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
