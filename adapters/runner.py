@@ -30,6 +30,12 @@ from bot.settings import Secrets, Settings
 log = logging.getLogger(__name__)
 
 DRAIN_SECONDS = 10.0
+# Gen-1 collections per full one (CPython's default is 10). After gc.freeze the
+# collector sees an almost empty oldest generation, so its "25 % new" rule lets
+# every 10th gen-1 pass become a full one; each scans everything made since
+# ready (cached histories, parsed messages) with the interpreter held: 30-70 ms
+# in which not even the Slack events thread can acknowledge a request.
+GC_GEN1_PER_FULL = 100
 
 
 def checkin_service(core: Core) -> CheckinService:
@@ -101,6 +107,8 @@ async def run_forever(
         # `archbot run` starts with the collector off (bot.cli): it goes on here.
         gc.collect()
         gc.freeze()
+        young, middle, _ = gc.get_threshold()
+        gc.set_threshold(young, middle, GC_GEN1_PER_FULL)
         gc.enable()
         exit_code = await _wait_for_stop_or_failure(stop, started_adapters)
         log.info("stopping: draining in-flight turns (up to %.0fs)", DRAIN_SECONDS)

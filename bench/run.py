@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 import anthropic  # noqa: E402
 
+from adapters.runner import GC_GEN1_PER_FULL  # noqa: E402
 from bot.app import build_core  # noqa: E402
 from bot.events import IncomingMessage  # noqa: E402
 from bot.migrations import known_names  # noqa: E402
@@ -334,7 +335,9 @@ async def bench_parallel(fake: FakeModelProcess, db: Path, threads: int) -> dict
     secrets = Secrets(ANTHROPIC_API_KEY=KEY, ANTHROPIC_BASE_URL=fake.url)  # type: ignore[call-arg]
     core = build_core(settings_for(db, max_concurrency=threads), secrets)
     gc.collect()
-    gc.freeze()  # as `archbot run` does once it is built
+    gc.freeze()  # as `archbot run` does once it is built, with its collector thresholds
+    thresholds = gc.get_threshold()
+    gc.set_threshold(thresholds[0], thresholds[1], GC_GEN1_PER_FULL)
     try:
         t0 = time.perf_counter()
         replies = await asyncio.gather(
@@ -346,6 +349,7 @@ async def bench_parallel(fake: FakeModelProcess, db: Path, threads: int) -> dict
         wall = time.perf_counter() - t0
     finally:
         await core.aclose()
+        gc.set_threshold(*thresholds)
         gc.unfreeze()
     answered = sum(1 for r in replies if r is not None and r.kind == "answer")
     return {"threads": threads, "answered": answered, "wall_s": wall, "max_concurrency": threads}
