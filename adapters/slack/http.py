@@ -47,7 +47,7 @@ SHUTDOWN_SECONDS = 2.0  # in-flight requests get this long when the server stops
 # Acknowledged events go to bolt once requests stop arriving for QUIET_SECONDS, and at most
 # HOLD_SECONDS after the first of them (a steady stream of requests never holds them longer).
 QUIET_SECONDS = 0.005
-HOLD_SECONDS = 0.25
+HOLD_SECONDS = 0.05  # longer held, the turns start in larger waves: the first text comes later
 _CLOSE_ROUNDS = 100
 BACKLOG = 1024  # a burst of Slack's deliveries opens many connections at once
 
