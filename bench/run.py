@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 import anthropic  # noqa: E402
 
-from adapters.runner import GC_GEN1_PER_FULL  # noqa: E402
+from adapters.runner import settle_heap  # noqa: E402
 from bot.app import build_core  # noqa: E402
 from bot.events import IncomingMessage  # noqa: E402
 from bot.migrations import known_names  # noqa: E402
@@ -334,10 +334,7 @@ async def bench_parallel(fake: FakeModelProcess, db: Path, threads: int) -> dict
     """`threads` threads at once against a model with 1 s latency."""
     secrets = Secrets(ANTHROPIC_API_KEY=KEY, ANTHROPIC_BASE_URL=fake.url)  # type: ignore[call-arg]
     core = build_core(settings_for(db, max_concurrency=threads), secrets)
-    gc.collect()
-    gc.freeze()  # as `archbot run` does once it is built, with its collector thresholds
-    thresholds = gc.get_threshold()
-    gc.set_threshold(thresholds[0], thresholds[1], GC_GEN1_PER_FULL)
+    thresholds = settle_heap()  # as `archbot run` does once it is ready
     try:
         t0 = time.perf_counter()
         replies = await asyncio.gather(
