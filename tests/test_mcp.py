@@ -160,7 +160,8 @@ async def stdio_ext(tmp_path: Path) -> AsyncIterator[Extensions]:
                 args=[SERVER, "--calls-log", str(tmp_path / "calls.log")],
                 env=["NAMED_VAR"],
                 allowed_tools=["echo", "env_*", "pid", "crash", "slow", "fail", "big", "stats"],
-                timeout_seconds=2,
+                # Room for a loaded CI machine to start the child (~1 s when idle).
+                timeout_seconds=5,
             )
         ],
         environ={
@@ -235,8 +236,8 @@ async def test_stdio_server_tools_allow_list_env_results_and_restart(
     assert is_error and "untrusted_content" in text
     text, is_error = await tools.call("t__big", {"chars": RESULT_MAX_CHARS * 2}, ctx)
     assert not is_error and len(text) < RESULT_MAX_CHARS + 500 and "[... cut:" in text
-    text, is_error = await tools.call("t__slow", {"seconds": 5}, ctx)
-    assert is_error and "timed out after 2 s" in text
+    text, is_error = await tools.call("t__slow", {"seconds": 8}, ctx)
+    assert is_error and "timed out after 5 s" in text
     text, is_error = await tools.call("t__echo", "not an object", ctx)
     assert is_error and "expected an object" in text
 

@@ -42,6 +42,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
+def _import_sdk() -> None:
+    """Load the parts of the `mcp` SDK a session uses (a no-op once loaded)."""
+    import mcp.client.stdio
+    import mcp.client.streamable_http  # noqa: F401
+
+
 RESULT_MAX_CHARS = 40_000  # like fetch_url: what one tool result may put in the history
 DESCRIPTION_MAX_CHARS = 4_000
 SCHEMA_MAX_CHARS = 20_000  # a bigger input schema is a server bug; its tool is left out
@@ -212,6 +219,9 @@ class McpServer:
 
     async def _start(self) -> Client:
         await self._shutdown()
+        # Our own import is not the server's start-up: it happens before the clock
+        # starts, on a thread so the loop keeps serving while ~1 s of modules load.
+        await asyncio.to_thread(_import_sdk)
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[Client] = loop.create_future()
         self._stop = asyncio.Event()
