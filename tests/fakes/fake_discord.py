@@ -1093,8 +1093,15 @@ class _GatewaySession:
                         "relationships": [],
                     },
                 )
-                await self.dispatch("GUILD_CREATE", fake.guild_payload())
-                self.ready = True
+                # Ready is set under the send lock that GUILD_CREATE holds, so a client that
+                # is serving once the guild arrives can be sent to at once, and whatever is
+                # pushed then queues behind the guild, as on the real gateway.
+                self.seq += 1
+                guild = {"op": 0, "t": "GUILD_CREATE", "s": self.seq, "d": fake.guild_payload()}
+                async with self._send_lock:
+                    self.ready = True
+                    if not self.ws.closed:
+                        await self.ws.send_str(json.dumps(guild))
             elif op == 6:  # RESUME: no replay buffer here, so make the client start afresh
                 await self.send({"op": 9, "d": False})
 
