@@ -1093,15 +1093,11 @@ class _GatewaySession:
                         "relationships": [],
                     },
                 )
-                # Ready is set under the send lock that GUILD_CREATE holds, so a client that
-                # is serving once the guild arrives can be sent to at once, and whatever is
-                # pushed then queues behind the guild, as on the real gateway.
-                self.seq += 1
-                guild = {"op": 0, "t": "GUILD_CREATE", "s": self.seq, "d": fake.guild_payload()}
-                async with self._send_lock:
-                    self.ready = True
-                    if not self.ws.closed:
-                        await self.ws.send_str(json.dumps(guild))
+                # Ready before the guild is sent, with no await between: a push from now on
+                # queues behind GUILD_CREATE on the (FIFO) send lock, as on the real gateway,
+                # and a client serving once its guild arrives can be sent to at once.
+                self.ready = True
+                await self.dispatch("GUILD_CREATE", fake.guild_payload())
             elif op == 6:  # RESUME: no replay buffer here, so make the client start afresh
                 await self.send({"op": 9, "d": False})
 
