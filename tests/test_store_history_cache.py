@@ -4,6 +4,7 @@ another connection's commits, compaction and `forget`; and a thread read once is
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -62,10 +63,20 @@ def path(tmp_path: Path) -> Path:
     return tmp_path / "h.db"
 
 
+@pytest.fixture
+def store(path: Path) -> Iterator[Store]:
+    """The connection whose cache is under test, closed even when a check fails."""
+    opened = Store.open(path)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
 def test_a_thread_is_read_from_the_database_once_then_kept_in_step_with_its_writes(
     path: Path,
+    store: Store,
 ) -> None:
-    store = Store.open(path)
     thread = _thread(store)
     first = _turn(store, thread, "Kafka or Redis Streams?")
     assert [m.status for m in store.history_messages(thread.id, **EVERYTHING)] == ["pending"]
@@ -81,13 +92,12 @@ def test_a_thread_is_read_from_the_database_once_then_kept_in_step_with_its_writ
         (first, "assistant", "complete"),
         (second, "user", "pending"),
     ]
-    store.close()
 
 
 def test_an_earlier_turn_answered_after_a_later_one_was_queued_keeps_turn_order(
     path: Path,
+    store: Store,
 ) -> None:
-    store = Store.open(path)
     thread = _thread(store)
     first = _turn(store, thread, "First question")
     store.history_messages(thread.id, **EVERYTHING)  # cached from here on
@@ -99,11 +109,11 @@ def test_an_earlier_turn_answered_after_a_later_one_was_queued_keeps_turn_order(
     assert store.history_tokens(thread.id, after_turn=-1, upto_turn=queued) == sum(
         m.tokens for m in _fresh(path, thread.id)
     )
-    store.close()
 
 
-def test_a_rolled_back_transaction_leaves_nothing_in_the_cached_history(path: Path) -> None:
-    store = Store.open(path)
+def test_a_rolled_back_transaction_leaves_nothing_in_the_cached_history(
+    path: Path, store: Store
+) -> None:
     thread = _thread(store)
     turn = _turn(store, thread, "Kept question")
     store.history_messages(thread.id, **EVERYTHING)
@@ -114,24 +124,20 @@ def test_a_rolled_back_transaction_leaves_nothing_in_the_cached_history(path: Pa
     history = store.history_messages(thread.id, **EVERYTHING)
     assert history == _fresh(path, thread.id)
     assert [(m.content[0]["text"], m.status) for m in history] == [("Kept question", "pending")]
-    store.close()
 
 
 def test_a_thread_first_read_inside_a_transaction_that_rolls_back_is_read_again(
-    path: Path,
+    store: Store,
 ) -> None:
-    store = Store.open(path)
     thread = _thread(store)
     with pytest.raises(RuntimeError), store.transaction():
         store.add_message(thread.id, None, "user", [{"type": "text", "text": "context"}])
         assert len(store.history_messages(thread.id, **EVERYTHING)) == 1
         raise RuntimeError("the import failed")
     assert store.history_messages(thread.id, **EVERYTHING) == []
-    store.close()
 
 
-def test_another_connection_s_commit_is_seen_at_the_next_read(path: Path) -> None:
-    store = Store.open(path)
+def test_another_connection_s_commit_is_seen_at_the_next_read(path: Path, store: Store) -> None:
     thread = _thread(store)
     turn = _turn(store, thread, "Question here")
     store.history_messages(thread.id, **EVERYTHING)
@@ -144,11 +150,9 @@ def test_another_connection_s_commit_is_seen_at_the_next_read(path: Path) -> Non
     other.forget(thread.id)
     assert store.history_messages(thread.id, **EVERYTHING) == []
     other.close()
-    store.close()
 
 
-def test_forget_and_compaction_shrink_what_is_held(path: Path) -> None:
-    store = Store.open(path)
+def test_forget_and_compaction_shrink_what_is_held(path: Path, store: Store) -> None:
     thread = _thread(store)
     turns = [_turn(store, thread, f"question {i} " + "x" * 200) for i in range(6)]
     for turn in turns:
@@ -165,11 +169,11 @@ def test_forget_and_compaction_shrink_what_is_held(path: Path) -> None:
     store.forget(thread.id)
     assert store.history_cache_usage == (0, 0)
     assert store.history_messages(thread.id, **EVERYTHING) == []
-    store.close()
 
 
-def test_the_cache_holds_no_more_threads_or_characters_than_its_limits(path: Path) -> None:
-    store = Store.open(path)
+def test_the_cache_holds_no_more_threads_or_characters_than_its_limits(
+    path: Path, store: Store
+) -> None:
     store.history_cache_limits = (3, 40_000)
     threads = [_thread(store, f"t{i}") for i in range(5)]
     for thread in threads:
@@ -183,4 +187,3 @@ def test_the_cache_holds_no_more_threads_or_characters_than_its_limits(path: Pat
     assert store.history_cache_usage[1] <= 40_000
     for thread in threads:  # evicted ones are read again, whole
         assert store.history_messages(thread.id, **EVERYTHING) == _fresh(path, thread.id)
-    store.close()
