@@ -32,7 +32,7 @@ from bot.tools import ToolContext
 from bot.untrusted import untrusted
 
 if TYPE_CHECKING:
-    # The SDK itself is imported when a server first starts: it costs ~0.5 s and
+    # The SDK itself is imported when a server first starts: it costs ~0.7 s and
     # ~15 MB, which a bot without extensions should not pay at start-up.
     from mcp import Client, StdioServerParameters
     from mcp.types import CallToolResult
@@ -220,7 +220,7 @@ class McpServer:
     async def _start(self) -> Client:
         await self._shutdown()
         # Our own import is not the server's start-up: it happens before the clock
-        # starts, on a thread so the loop keeps serving while ~1 s of modules load.
+        # starts, on a thread so the loop keeps serving while its modules load (~0.7 s).
         await asyncio.to_thread(_import_sdk)
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[Client] = loop.create_future()
